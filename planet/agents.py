@@ -1,0 +1,71 @@
+"""Agents with one interface: ``reset(n)`` at the start of n parallel episodes, ``act(obs, explore)`` each step.
+
+`obs` is uint8 [N, H, W, 3]; the returned actions are float32 [N, A] in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from planet.config import PlannerConfig
+from planet.models import State, WorldModel, preprocess
+from planet.planner import latent_objective, plan
+
+
+class RandomAgent:
+    """Uniform random actions in [-1, 1] (the seed episodes and the "random collection" variant)."""
+
+    def __init__(self, action_dim: int, rng: np.random.Generator):
+        self.action_dim = action_dim
+        self.rng = rng
+
+    def reset(self, n: int) -> None:
+        self.n = n
+
+    def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
+        return self.rng.uniform(-1, 1, size=(obs.shape[0], self.action_dim)).astype(np.float32)
+
+
+class MPCAgent:
+    """Model-predictive control: filter the belief with the posterior, plan, act with the first planned action.
+
+    With `explore`, adds N(0, exploration_noise) to the action and clips to [-1, 1] (P/G); evaluation passes
+    explore=False, so no noise is added then.
+    """
+
+    def __init__(
+        self, model: WorldModel, planner: PlannerConfig, bit_depth: int, exploration_noise: float,
+        generator: torch.Generator, device: torch.device,
+    ):
+        self.model = model
+        self.planner = planner
+        self.bit_depth = bit_depth
+        self.noise = exploration_noise
+        self.gen = generator
+        self.device = device
+        self.state: State | None = None
+        self.prev_action: torch.Tensor | None = None
+
+    def reset(self, n: int) -> None:
+        self.state = self.model.dynamics.initial(n, self.device)
+        self.prev_action = torch.zeros(n, self.model.action_dim, device=self.device)
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
+        assert self.state is not None, "call reset(n) before act()"
+        n = obs.shape[0]
+        image = preprocess(torch.as_tensor(obs, device=self.device), self.bit_depth, self.gen)
+        dyn = self.model.dynamics
+        prior = dyn.prior_step(self.state, self.prev_action, self.gen)
+        belief = dyn.posterior_step(prior, self.model.encoder(image), self.gen)
+        p = self.planner
+        mean = plan(p.kind, latent_objective(self.model, belief, self.gen), n, p.horizon, self.model.action_dim,
+                    p.iterations, p.candidates, p.top_k, self.gen, self.device)
+        action = mean[:, 0]
+        if explore and self.noise > 0:
+            noise = torch.randn(action.shape, generator=self.gen, device=self.device)
+            action = action + self.noise * noise
+        action = action.clamp(-1, 1)
+        self.state, self.prev_action = belief, action
+        return action.float().cpu().numpy()

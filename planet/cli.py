@@ -1,0 +1,153 @@
+"""Command-line interface: ``planet train | collect | evaluate | config | bench``.
+
+Examples::
+
+    planet train --task cartpole_swingup --preset cpu --seed 1
+    planet train --task walker_walk --preset paper model.kind=ssm planner.horizon=8
+    planet evaluate --run runs/cpu/cartpole_swingup/seed1-... --episodes 10
+    planet bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from planet.envs import TASKS
+
+OVERRIDES_HELP = (
+    "config overrides as dotted KEY=VALUE (values parsed as YAML: 12, 0.3, true, null, cem), applied after the "
+    "preset, e.g. planner.horizon=8 model.kind=ssm loss.overshooting_distance=50. `planet config` lists every key."
+)
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, choices=list(TASKS), metavar="TASK",
+                   help=f"DeepMind Control task, one of: {', '.join(TASKS)}")
+    p.add_argument("--preset", default="paper",
+                   help="named preset from params/presets.yaml: paper (default, GPU-sized), cpu (2-core machine), "
+                        "debug (tiny, seconds)")
+    p.add_argument("--seed", type=int, default=0, help="run seed: seeds every episode, the replay and the model")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
+
+
+def _default_out(config) -> Path:
+    return Path("runs") / config.preset / config.task / f"seed{config.seed}-{config.digest()[:8]}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="planet", description="PlaNet (Hafner et al. 2019): train, evaluate, "
+                                     "benchmark. Run `planet COMMAND --help` for each command's options.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train an agent (resumes from the run directory's checkpoint if present)",
+                       description="Train PlaNet: S random seed episodes, then C updates and one CEM-MPC episode, "
+                       "repeated; evaluates every eval.every episodes; checkpoints so that the same command "
+                       "resumes an interrupted run.")
+    _add_run_args(p)
+    p.add_argument("--out", type=Path, help="run directory (default: runs/PRESET/TASK/seedN-CONFIGHASH)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
+    p.add_argument("--init-episodes", type=Path, metavar="DIR",
+                   help="a `planet collect` output directory whose seed episodes this run starts from")
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="extra MLflow tag (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("collect", help="collect the S random seed episodes of a run into a directory",
+                       description="Collect the random seed episodes of (task, seed); `planet train "
+                       "--init-episodes DIR` then starts from them (identical to collecting them itself).")
+    _add_run_args(p)
+    p.add_argument("--out", type=Path, required=True, help="output directory (episodes/ inside)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on noise-free held-out episodes",
+                       description="Load RUN's final model (or latest checkpoint) and run noise-free episodes seeded "
+                       "from the 'test' split (disjoint from training and from in-training evaluation). Writes "
+                       "RUN/evaluation.json and logs test/* metrics to the run's MLflow run.")
+    p.add_argument("--run", type=Path, required=True, help="run directory written by `planet train`")
+    p.add_argument("--episodes", type=int, help="episodes (default: the run's eval.episodes)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("config", help="print the resolved config of a task/preset/overrides as YAML",
+                       description="Print the resolved config (defaults -> preset -> per-task -> overrides).")
+    _add_run_args(p)
+
+    p = sub.add_parser("bench", help="time the hot paths at paper sizes and print JSON",
+                       description="Time one world-model update (B=50, L=50), one CEM plan (J=1000, I=10, H=12), "
+                       "env steps with rendering, and the update's FLOP/s against this machine's matmul rate.")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median reported)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmark runs, times nothing useful")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "OpenGL"):  # backend chatter at INFO on every start
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from planet.envs import setup_rendering  # noqa: PLC0415
+
+    setup_rendering()  # before anything imports dm_control
+    from planet.config import ConfigError  # noqa: PLC0415
+
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"planet: config error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    import yaml  # noqa: PLC0415
+
+    from planet import config as config_lib  # noqa: PLC0415
+    from planet.utils import choose_device  # noqa: PLC0415
+
+    if args.command in ("train", "collect", "config"):
+        cfg = config_lib.resolve(args.task, args.preset, args.seed, args.overrides)
+    if args.command == "config":
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
+    if args.command == "train":
+        from planet.train import Trainer  # noqa: PLC0415
+
+        tags = dict(t.split("=", 1) for t in args.tag if "=" in t)
+        out = args.out or _default_out(cfg)
+        print(f"planet: run directory {out}", file=sys.stderr)
+        summary = Trainer(cfg, out, choose_device(args.device), init_episodes=args.init_episodes,
+                          progress=not args.no_progress, tags=tags).run()
+        print(json.dumps(summary, indent=2))
+        return 0
+    if args.command == "collect":
+        from planet.train import collect_seed_episodes  # noqa: PLC0415
+
+        n = collect_seed_episodes(cfg, args.out, progress=not args.no_progress)
+        print(json.dumps({"out": str(args.out), "episodes": n}))
+        return 0
+    if args.command == "evaluate":
+        from planet.evaluate import evaluate_run  # noqa: PLC0415
+
+        result = evaluate_run(args.run, choose_device(args.device), args.episodes, progress=not args.no_progress)
+        print(json.dumps(result, indent=2))
+        return 0
+    if args.command == "bench":
+        import torch  # noqa: PLC0415
+
+        from planet.bench import run_bench  # noqa: PLC0415
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(json.dumps(run_bench(choose_device(args.device), quick=args.quick, repeats=args.repeats), indent=2))
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,430 @@
+"""Typed, strict configuration: frozen dataclasses, named presets, per-task overrides, dotted overrides.
+
+Resolution order (later wins)::
+
+    dataclass defaults (= the paper's agent, provenance noted per field)
+      -> preset from params/presets.yaml (``paper``, ``cpu``, ``debug``, ...)
+      -> that preset's ``tasks: {TASK: {...}}`` block for the chosen task
+      -> ``key=value`` overrides from the command line (dotted keys, e.g. ``planner.horizon=8``)
+
+Every key is checked: an unknown key or a value of the wrong type is rejected with a message naming the key and
+the valid choices. The resolved configuration is saved beside a run's outputs (``config.yaml``).
+
+Provenance tags used in the comments: P = the paper (arXiv 1811.04551 v5), G = the official TensorFlow code
+(google-research/planet), K = the Kaixhin/PlaNet PyTorch port.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PRESETS_FILE = Path(__file__).resolve().parent.parent / "params" / "presets.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message says which and what is allowed."""
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """The environment: dm_control task from pixels."""
+
+    action_repeat: int | None = None
+    """Agent action repeated this many env steps. null = the paper's per-task value (planet.envs.TASKS)."""
+    episode_env_steps: int = 1000
+    """Env steps per episode before action repeat (P: 1000). Must be divisible by the action repeat."""
+    image_size: int = 64
+    """Observation height and width in pixels (P: 64, rendered at that size as in G)."""
+    bit_depth: int = 5
+    """Bits per colour channel kept by preprocessing (P/G: 5), plus uniform dequantisation noise."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The world model: conv encoder/decoder, latent dynamics, reward head."""
+
+    kind: Literal["rssm", "gru", "ssm"] = "rssm"
+    """rssm = PlaNet; gru = purely deterministic (mean-only state, no KL; P Fig. 4 / G mean_only);
+    ssm = purely stochastic (no deterministic path; P Fig. 4)."""
+    deter_size: int = 200
+    """GRU units of the deterministic path h_t (P/G: 200)."""
+    stoch_size: int = 30
+    """Dimensions of the diagonal-Gaussian stochastic state s_t (P/G: 30)."""
+    hidden_size: int = 200
+    """Units of the hidden dense layers of the state model (P/G: 200)."""
+    hidden_layers: int = 1
+    """Hidden layers per prior/posterior/transition-input function. G uses 1; P says 2 ("two FC layers"). We follow G
+    because its published curves came from that code."""
+    cnn_depth: int = 32
+    """Channels of the first conv layer; doubled per layer: 32-64-128-256 (G)."""
+    min_std: float = 0.1
+    """Added to softplus(std) of prior and posterior (G: 0.1)."""
+    reward_layers: int = 2
+    """Hidden layers of the reward head (P: 2; G camera-ready: 2; G HEAD: 3)."""
+    reward_units: int = 200
+    """Units per reward-head layer (P: 200; G camera-ready: 100; G HEAD: 300). We follow P."""
+    activation: Literal["relu", "elu"] = "relu"
+    """Activation of dense layers and the deconvs (P Fig. 9 compares relu and elu)."""
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The variational bound."""
+
+    free_nats: float = 3.0
+    """KL free nats per (batch, time), after summing over latent dims (P/G: 3)."""
+    kl_scale: float = 1.0
+    """Scale of the KL term (P: not rescaled, 1). Forced to 0 for model.kind=gru (no KL, as P Fig. 4)."""
+    reward_scale: float = 10.0
+    """Scale of the reward log-likelihood. P does not state it; G uses 10 (K uses 1). We follow G."""
+    overshooting_distance: int = 0
+    """Latent overshooting distance D (P Eq. 7); 0 = off (P final agent); D = 1 equals the standard bound."""
+    overshooting_scale: float = 1.0
+    """beta for the overshooting KL terms at distances 2..D (P Eq. 7; targets are stop-gradient posteriors)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Data collection and optimisation schedule."""
+
+    episodes: int = 1000
+    """Total training episodes, seed episodes included (P Table 1: 1000 episodes = 1e6 env steps)."""
+    seed_episodes: int = 5
+    """Random-action episodes collected before training (P/G: S = 5)."""
+    updates_per_episode: int = 100
+    """Model updates between two collected episodes (P/G: C = 100)."""
+    batch_size: int = 50
+    """Chunks per batch (P/G: B = 50)."""
+    chunk_length: int = 50
+    """Steps per chunk (P/G: L = 50). Chunks never cross episode boundaries."""
+    learning_rate: float = 1e-3
+    """Adam learning rate (P/G: 1e-3)."""
+    adam_eps: float = 1e-4
+    """Adam epsilon (P/G: 1e-4)."""
+    grad_clip: float = 1000.0
+    """Global gradient-norm clipping (P/G: 1000)."""
+    warmup_updates: int = 0
+    """Linear learning-rate warm-up over this many updates (P: none; G camera-ready: 200). 0 = off."""
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Model-predictive control in latent space."""
+
+    kind: Literal["cem", "random_shooting"] = "cem"
+    """cem = PlaNet; random_shooting = best of `candidates` random sequences, no refinement (P Fig. 5)."""
+    horizon: int = 12
+    """Planning horizon H (P/G: 12)."""
+    iterations: int = 10
+    """CEM iterations I (P/G: 10)."""
+    candidates: int = 1000
+    """Candidate action sequences J per iteration (P/G: 1000)."""
+    top_k: int = 100
+    """Elite sequences K refitted per iteration (P/G: 100)."""
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """How training episodes after the seed episodes are collected."""
+
+    policy: Literal["mpc", "random"] = "mpc"
+    """mpc = PlaNet (planner + exploration noise); random = the "random collection" variant of P Fig. 5: the model
+    sees only random-action episodes, and evaluation still plans with the planner."""
+    exploration_noise: float = 0.3
+    """Std of Gaussian noise added to planned actions before clipping to [-1, 1] (P/G: 0.3; a std, not a variance)."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Noise-free evaluation during training."""
+
+    every: int = 10
+    """Evaluate after every this many collected episodes (G: 10), and after the last one. 0 = only at the end."""
+    episodes: int = 10
+    """Noise-free episodes per evaluation, run in parallel with one batched plan per step (P: 10 trajectories)."""
+    video: bool = True
+    """Write a GIF of the first evaluation episode of the final evaluation."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Bookkeeping: checkpoints and tracking."""
+
+    checkpoint_every: int = 1
+    """Write the resumable checkpoint after every this many collected episodes."""
+    mlflow: bool = True
+    """Mirror params/metrics/artifacts to MLflow (the JSONL files in the run directory are the source of truth)."""
+    experiment: str = "planet"
+    """MLflow experiment name."""
+    threads: int = 0
+    """torch intra-op threads; 0 = torch's default."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run. `task` and `seed` come from the CLI; everything else from presets and overrides."""
+
+    task: str = "cartpole_swingup"
+    seed: int = 0
+    preset: str = "paper"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted-key view, e.g. {"planner.horizon": 12, ...}."""
+        return flatten(self.to_dict())
+
+    def digest(self) -> str:
+        """Short hash of every value that changes results (used to tag runs and detect a changed config)."""
+        payload = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Validation and composition.
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key '{key}': '{part}' is a value, not a section")
+        node[parts[-1]] = value
+    return tree
+
+
+def _describe(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(c) for c in typing.get_args(tp))
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string", type(None): "null"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check `value` against the annotation `tp`; return it (ints are accepted for floats)."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+    elif isinstance(tp, types.UnionType) or origin is typing.Union:
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(key, value, option)
+            except ConfigError:
+                continue
+    elif tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - only if a new annotation kind is added to the dataclasses
+        raise TypeError(f"unsupported annotation {tp!r} for {key}")
+    raise ConfigError(f"config key '{key}': got {value!r} ({type(value).__name__}); expected {_describe(tp)}")
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in names:
+            where = f"section '{prefix[:-1]}'" if prefix else "the top level"
+            raise ConfigError(
+                f"unknown config key '{prefix}{key}' in {where}; valid keys: {', '.join(prefix + n for n in names)}"
+            )
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        tp = hints[f.name]
+        value = values[f.name]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{prefix}{f.name}' is a section; set its keys, e.g. {f.name}.KEY=VALUE")
+            kwargs[f.name] = _build(tp, value, prefix + f.name + ".")
+        else:
+            kwargs[f.name] = _coerce(prefix + f.name, value, tp)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are YAML scalars (``12``, ``0.3``, ``true``, ``null``, ``cem``)."""
+    flat: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override '{item}' is not KEY=VALUE (e.g. planner.horizon=8)")
+        try:
+            flat[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override '{item}': cannot parse value: {exc}") from exc
+    return _unflatten(flat)
+
+
+def load_presets(path: Path = PRESETS_FILE) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"presets file {path} not found") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"presets file {path}: expected a mapping of preset names")
+    return data
+
+
+def resolve(
+    task: str,
+    preset: str = "paper",
+    seed: int = 0,
+    overrides: list[str] | dict[str, Any] | None = None,
+    presets_file: Path = PRESETS_FILE,
+) -> Config:
+    """Compose defaults, preset, per-task block and overrides into a validated Config."""
+    from planet.envs import get_task  # noqa: PLC0415 - keeps config importable without dm_control
+
+    get_task(task)  # raises with the list of valid task names
+    presets = load_presets(presets_file)
+    if preset not in presets:
+        raise ConfigError(f"unknown preset '{preset}'; valid presets: {', '.join(sorted(presets))}")
+    block = dict(presets[preset] or {})
+    block.pop("description", None)
+    per_task = block.pop("tasks", {}) or {}
+    unknown_tasks = set(per_task) - set(_task_names())
+    if unknown_tasks:
+        raise ConfigError(f"preset '{preset}': unknown task(s) {sorted(unknown_tasks)} in its tasks block")
+    tree = _merge(block, per_task.get(task, {}) or {})
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    tree = _merge(tree, overrides or {})
+    for key in ("task", "seed", "preset"):
+        if key in tree:
+            raise ConfigError(f"'{key}' is set by the command line (--{key}), not by a preset or override")
+    tree.update(task=task, seed=seed, preset=preset)
+    config = _build(Config, tree)
+    check(config)
+    return config
+
+
+def _task_names() -> list[str]:
+    from planet.envs import TASKS  # noqa: PLC0415
+
+    return list(TASKS)
+
+
+def check(config: Config) -> None:
+    """Cross-field checks that the types alone cannot express."""
+    from planet.envs import get_task  # noqa: PLC0415
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    repeat = config.env.action_repeat or get_task(config.task).action_repeat
+    need(repeat >= 1, "env.action_repeat must be >= 1")
+    need(
+        config.env.episode_env_steps % repeat == 0,
+        f"env.episode_env_steps={config.env.episode_env_steps} is not divisible by the action repeat {repeat}",
+    )
+    need(config.env.image_size == 64, "env.image_size: the conv encoder/decoder are built for 64 (got "
+         f"{config.env.image_size})")
+    need(1 <= config.env.bit_depth <= 8, "env.bit_depth must be in 1..8")
+    agent_steps = config.env.episode_env_steps // repeat
+    need(
+        config.train.chunk_length <= agent_steps + 1,
+        f"train.chunk_length={config.train.chunk_length} exceeds the episode length ({agent_steps} agent steps + 1"
+        " reset row); lower it or raise env.episode_env_steps",
+    )
+    for key in ("train.episodes", "train.batch_size", "train.chunk_length", "planner.horizon",
+                "planner.iterations", "planner.candidates", "planner.top_k", "eval.episodes", "model.deter_size",
+                "model.stoch_size", "model.hidden_size", "model.cnn_depth", "run.checkpoint_every"):
+        need(config.flat()[key] >= 1, f"{key} must be >= 1")
+    for key in ("train.seed_episodes", "train.updates_per_episode", "eval.every", "loss.overshooting_distance",
+                "loss.free_nats", "collect.exploration_noise", "train.warmup_updates", "run.threads",
+                "model.reward_layers", "model.hidden_layers"):
+        need(config.flat()[key] >= 0, f"{key} must be >= 0")
+    need(config.train.seed_episodes >= 1, "train.seed_episodes must be >= 1 (the model needs data to start)")
+    need(config.train.seed_episodes <= config.train.episodes,
+         "train.seed_episodes must not exceed train.episodes (the total, seed episodes included)")
+    need(config.planner.top_k <= config.planner.candidates, "planner.top_k must be <= planner.candidates")
+    need(config.loss.overshooting_distance < config.train.chunk_length,
+         "loss.overshooting_distance must be < train.chunk_length")
+
+
+def action_repeat(config: Config) -> int:
+    from planet.envs import get_task  # noqa: PLC0415
+
+    return config.env.action_repeat or get_task(config.task).action_repeat
+
+
+def save(config: Config, path: Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    from planet.utils import atomic_write_text  # noqa: PLC0415
+
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def load(path: Path) -> Config:
+    """Read a resolved config written by `save` (validated again)."""
+    tree = yaml.safe_load(Path(path).read_text())
+    config = _build(Config, tree)
+    check(config)
+    return config
+
+
+def diff(a: Config, b: Config) -> dict[str, tuple[Any, Any]]:
+    fa, fb = a.flat(), b.flat()
+    return {k: (fa[k], fb[k]) for k in fa if fa[k] != fb[k]}

@@ -1,0 +1,346 @@
+"""DeepMind Control Suite tasks seen from 64x64 RGB pixels, with action repeat.
+
+This module is the single place that knows about dm_control. It imports dm_control (and
+mujoco) lazily, inside functions, because the OpenGL backend is chosen from ``MUJOCO_GL``
+at dm_control's import time: ``setup_rendering()`` has to run first.
+
+Episode accounting (PlaNet, Hafner et al. 2019): one episode is ``episode_env_steps``
+control steps of the simulator (1000 for all six tasks, dm_control's own time limit);
+the agent acts every ``action_repeat`` control steps, so an episode has
+``episode_env_steps // action_repeat`` agent steps, and the reward of an agent step is the
+sum of the rewards of its repeated control steps. Only one frame is rendered per agent
+step, at the end, because rendering (~15-20 ms on the CPU) costs ~100x a physics step.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SPLITS",
+    "TASKS",
+    "PixelEnv",
+    "RenderingError",
+    "TaskSpec",
+    "check_rendering",
+    "episode_seed",
+    "get_task",
+    "setup_rendering",
+]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A dm_control suite task and the paper's action repeat for it."""
+
+    domain: str
+    task: str
+    action_repeat: int
+
+
+# The one table of tasks, in the paper's order. Action repeats are the paper's (Table/appendix):
+# cartpole 8, reacher 4, cheetah 4, finger 2, cup 4, walker 2.
+TASKS: dict[str, TaskSpec] = {
+    "cartpole_swingup": TaskSpec("cartpole", "swingup", 8),
+    "reacher_easy": TaskSpec("reacher", "easy", 4),
+    "cheetah_run": TaskSpec("cheetah", "run", 4),
+    "finger_spin": TaskSpec("finger", "spin", 2),
+    "cup_catch": TaskSpec("ball_in_cup", "catch", 4),
+    "walker_walk": TaskSpec("walker", "walk", 2),
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    """Look up a task by its user-facing name (e.g. ``"cheetah_run"``)."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"Unknown task {name!r}; valid tasks are: {', '.join(TASKS)}") from None
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+class RenderingError(RuntimeError):
+    """MuJoCo cannot render offscreen with the selected OpenGL backend."""
+
+
+# Cached outcome of check_rendering(): None = not checked yet, "" = works, else the error message.
+_RENDER_STATUS: str | None = None
+
+_INSTALL_HINTS = {
+    "egl": (
+        "install Mesa's EGL (Debian/Ubuntu: apt-get install libegl1 libgl1 libegl-mesa0), "
+        "or on an NVIDIA GPU the driver's EGL (libnvidia-gl)"
+    ),
+    "osmesa": "install OSMesa (Debian/Ubuntu: apt-get install libosmesa6)",
+    "glfw": "GLFW needs a display: run under X (or xvfb-run), or use MUJOCO_GL=egl headless",
+}
+
+
+def setup_rendering() -> str:
+    """Choose the headless OpenGL backend before dm_control/mujoco is imported.
+
+    If ``MUJOCO_GL`` is unset, set it to ``"egl"`` (``"glfw"`` on macOS, which has no EGL)
+    and ``PYOPENGL_PLATFORM`` to match when that is unset too. A user's choice is kept.
+    Returns the backend in effect. Idempotent.
+    """
+    render_mod = sys.modules.get("dm_control._render")
+    if render_mod is not None:
+        # dm_control has already fixed its backend at import; changing the variable now
+        # would only make the environment lie about what is used.
+        return str(getattr(render_mod, "BACKEND", None) or os.environ.get("MUJOCO_GL", ""))
+    if not os.environ.get("MUJOCO_GL"):
+        os.environ["MUJOCO_GL"] = "glfw" if sys.platform == "darwin" else "egl"
+    backend = os.environ["MUJOCO_GL"].lower()
+    if backend in ("egl", "osmesa") and not os.environ.get("PYOPENGL_PLATFORM"):
+        # PyOpenGL must load the same platform library that the MuJoCo context uses.
+        os.environ["PYOPENGL_PLATFORM"] = backend
+    return backend
+
+
+_TINY_XML = """
+<mujoco>
+  <worldbody>
+    <light pos="0 0 1"/>
+    <camera name="c" pos="0 0 1"/>
+    <geom type="sphere" size="0.1" rgba="1 0 0 1"/>
+  </worldbody>
+</mujoco>
+"""
+
+
+def check_rendering() -> None:
+    """Render one 8x8 frame of a tiny model; raise ``RenderingError`` if that fails.
+
+    The result is cached for the process, so calling it before every environment is free.
+    """
+    global _RENDER_STATUS
+    if _RENDER_STATUS is None:
+        backend = setup_rendering()
+        try:
+            # Imported here: importing dm_control itself fails for some bad backends.
+            from dm_control import mujoco as dm_mujoco
+
+            physics = dm_mujoco.Physics.from_xml_string(_TINY_XML)
+            try:
+                frame = physics.render(8, 8, camera_id=0)
+            finally:
+                physics.free()
+            if frame.shape != (8, 8, 3):
+                raise RuntimeError(f"unexpected frame shape {frame.shape}")
+            _RENDER_STATUS = ""
+        except Exception as exc:  # noqa: BLE001 - every backend fails differently
+            if backend in _INSTALL_HINTS:
+                hint = (
+                    f"{_INSTALL_HINTS[backend]}; or pick another backend with "
+                    "MUJOCO_GL=egl|osmesa|glfw before starting Python"
+                )
+            else:
+                hint = "set MUJOCO_GL to egl (headless), osmesa (headless) or glfw (display)"
+            lines = str(exc).strip().splitlines()
+            cause = f"{type(exc).__name__}: {lines[-1] if lines else ''}"
+            _RENDER_STATUS = (
+                f"MuJoCo offscreen rendering failed with MUJOCO_GL={backend!r} ({cause}). To fix: {hint}."
+            )
+    if _RENDER_STATUS:
+        raise RenderingError(_RENDER_STATUS)
+
+
+# --------------------------------------------------------------------------- seeding
+
+SPLITS: dict[str, int] = {"train": 0, "eval": 1, "test": 2}
+
+
+def episode_seed(run_seed: int, split: str, index: int) -> int:
+    """Deterministic 32-bit seed for episode ``index`` of ``split`` in run ``run_seed``.
+
+    Derived with ``numpy.random.SeedSequence`` so that seeds of different splits and
+    indices are decorrelated (not just ``run_seed + index``, which overlaps across runs).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; valid splits are: {', '.join(SPLITS)}")
+    if int(run_seed) < 0 or int(index) < 0:
+        raise ValueError(f"run_seed and index must be >= 0, got {run_seed} and {index}")
+    seq = np.random.SeedSequence([int(run_seed), SPLITS[split], int(index)])
+    return int(seq.generate_state(1)[0])
+
+
+# --------------------------------------------------------------------------- environment
+
+
+class PixelEnv:
+    """One dm_control task from 64x64 RGB pixels (camera 0), with action repeat."""
+
+    def __init__(
+        self,
+        task: str,
+        seed: int,
+        *,
+        action_repeat: int | None = None,
+        image_size: int = 64,
+        episode_env_steps: int = 1000,
+        camera_id: int = 0,
+    ) -> None:
+        spec = get_task(task)
+        repeat = spec.action_repeat if action_repeat is None else int(action_repeat)
+        if repeat < 1:
+            raise ValueError(f"action_repeat must be >= 1, got {repeat}")
+        if episode_env_steps < 1 or episode_env_steps % repeat != 0:
+            raise ValueError(
+                f"episode_env_steps={episode_env_steps} must be a positive multiple of "
+                f"action_repeat={repeat} (so that every agent step repeats its action fully)"
+            )
+        if image_size < 1:
+            raise ValueError(f"image_size must be >= 1, got {image_size}")
+
+        check_rendering()  # one clear error instead of a deep OpenGL traceback later
+        from dm_control import suite
+
+        self.task = task
+        self.spec = spec
+        self.seed = int(seed)
+        self.action_repeat = repeat
+        self.image_size = int(image_size)
+        self.camera_id = int(camera_id)
+        self.episode_env_steps = int(episode_env_steps)
+        self.max_agent_steps = self.episode_env_steps // repeat
+
+        # flat_observation=False is dm_control's default; observations are ignored anyway
+        # because the agent sees only pixels.
+        self._env = suite.load(
+            spec.domain,
+            spec.task,
+            task_kwargs={"random": self.seed},
+            environment_kwargs={"flat_observation": False},
+        )
+        aspec = self._env.action_spec()
+        if len(aspec.shape) != 1 or not (np.all(aspec.minimum == -1.0) and np.all(aspec.maximum == 1.0)):
+            # The agent's actions live in [-1, 1]; a different range would need rescaling.
+            raise RuntimeError(
+                f"{task}: expected a 1-D action spec in [-1, 1], got shape {aspec.shape}, "
+                f"[{aspec.minimum}, {aspec.maximum}]"
+            )
+        self.action_dim = int(aspec.shape[0])
+        self._action_dtype = aspec.dtype
+
+        # dm_control's own time limit in control steps (1000 for all six tasks).
+        step_limit = float(self._env._step_limit)  # noqa: SLF001 - no public accessor
+        if self.episode_env_steps > step_limit:
+            raise ValueError(
+                f"episode_env_steps={episode_env_steps} exceeds dm_control's time limit of "
+                f"{step_limit:g} control steps for {task}"
+            )
+        # When the two limits coincide, dm_control must also end the episode at our last step.
+        self._limit_coincides = self.episode_env_steps == round(step_limit)
+
+        self._agent_steps = 0
+        self._done = True  # step() before reset() is an error
+        self._closed = False
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def obs_shape(self) -> tuple[int, int, int]:
+        """Shape of one observation: (image_size, image_size, 3), uint8."""
+        return (self.image_size, self.image_size, 3)
+
+    @property
+    def physics(self) -> Any:
+        """The underlying dm_control ``Physics`` (for tests and diagnostics)."""
+        return self._env.physics
+
+    @property
+    def agent_steps(self) -> int:
+        """Agent steps taken in the current episode."""
+        return self._agent_steps
+
+    # ----------------------------------------------------------------- API
+
+    def _frame(self, size: int) -> np.ndarray:
+        frame = self._env.physics.render(size, size, camera_id=self.camera_id)
+        # dm_control returns a vertically flipped view (negative stride), which torch.from_numpy
+        # rejects; a contiguous copy of a 12 KB frame costs microseconds.
+        return np.ascontiguousarray(frame)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Start a new episode and return its first frame, uint8 [H, W, 3].
+
+        With ``seed``, the task's random state is reseeded first, so the initial state
+        depends only on ``seed`` (for evaluation episodes); otherwise episodes continue the
+        environment's own random stream started from the constructor's seed.
+        """
+        if self._closed:
+            raise RuntimeError("environment is closed")
+        if seed is not None:
+            self._env.task.random.seed(int(seed))
+        self._env.reset()
+        self._agent_steps = 0
+        self._done = False
+        return self._frame(self.image_size)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
+        """Apply ``action`` for ``action_repeat`` control steps.
+
+        Returns (frame after the last repeat, sum of the repeats' rewards, done).
+        """
+        if self._done:
+            raise RuntimeError("Episode is over (or not started): call reset()")
+        act = np.asarray(action, dtype=self._action_dtype)
+        if act.shape != (self.action_dim,):
+            raise ValueError(f"{self.task}: action must have shape ({self.action_dim},), got {act.shape}")
+        if not np.all(np.isfinite(act)):
+            raise ValueError(f"{self.task}: action contains non-finite values: {act}")
+        act = np.clip(act, -1.0, 1.0)
+
+        env = self._env
+        reward = 0.0
+        last = False
+        for _ in range(self.action_repeat):
+            ts = env.step(act)
+            if ts.reward is not None:
+                reward += float(ts.reward)
+            if ts.last():
+                last = True
+                break
+        self._agent_steps += 1
+        at_limit = self._agent_steps >= self.max_agent_steps
+        if at_limit and self._limit_coincides and not last:
+            raise RuntimeError(
+                f"{self.task}: episode reached {self.episode_env_steps} control steps but "
+                "dm_control did not end it; its time limit changed?"
+            )
+        # dm_control may end an episode earlier than our count (task termination).
+        self._done = at_limit or last
+        return self._frame(self.image_size), reward, self._done
+
+    def render(self, size: int) -> np.ndarray:
+        """An RGB frame of the current state at ``size`` x ``size`` (e.g. for videos).
+
+        Sizes above the model's offscreen buffer (dm_control models: 640x480) raise ValueError.
+        """
+        return self._frame(int(size))
+
+    def close(self) -> None:
+        """Release the rendering context and MuJoCo data. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._done = True
+            self._env.physics.free()
+
+    def __enter__(self) -> PixelEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"PixelEnv({self.task!r}, seed={self.seed}, action_repeat={self.action_repeat}, "
+            f"image_size={self.image_size}, episode_env_steps={self.episode_env_steps})"
+        )

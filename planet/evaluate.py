@@ -1,0 +1,40 @@
+"""`planet evaluate`: noise-free evaluation of a trained run on held-out ('test' split) episodes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from planet.tracking import Tracker
+from planet.train import evaluate, load_model
+from planet.utils import atomic_write_text
+
+
+def evaluate_run(run_dir: Path, device: torch.device, episodes: int | None = None, progress: bool = True) -> dict:
+    """Evaluate RUN's model on `episodes` test-split episodes; write RUN/evaluation.json; log test/* metrics."""
+    run_dir = Path(run_dir)
+    cfg, model = load_model(run_dir, device)
+    episodes = episodes or cfg.eval.episodes
+    if episodes < 1:
+        raise ValueError("--episodes must be >= 1")
+    returns, _ = evaluate(model, cfg, device, episodes, "test", "final", progress)
+    progress_path = run_dir / "progress.json"
+    counters = json.loads(progress_path.read_text()) if progress_path.exists() else {}
+    result = {
+        "task": cfg.task, "seed": cfg.seed, "preset": cfg.preset, "model": cfg.model.kind,
+        "planner": cfg.planner.kind, "collect": cfg.collect.policy, "split": "test",
+        "episodes": episodes, "returns": [float(r) for r in returns],
+        "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+        "train_episodes": counters.get("episodes"), "env_steps": counters.get("env_steps"),
+        "complete": (run_dir / "summary.json").exists(),
+    }
+    atomic_write_text(run_dir / "evaluation.json", json.dumps(result, indent=2))
+    tracker = Tracker(run_dir, experiment=cfg.run.experiment, run_name=f"{cfg.task}-{cfg.model.kind}-seed{cfg.seed}",
+                      params=cfg.to_dict(), tags={}, enabled=cfg.run.mlflow)
+    with tracker:
+        tracker.log_metrics({"test/return_mean": result["return_mean"], "test/return_std": result["return_std"]},
+                            step=int(counters.get("env_steps") or 0))
+        tracker.log_artifact(run_dir / "evaluation.json")
+    return result

@@ -1,0 +1,325 @@
+r"""The world model: conv encoder/decoder, latent dynamics (RSSM, GRU, SSM), reward head, and the bound.
+
+Glossary: o_t observation, e_t = enc(o_t) its embedding, a_t action, r_t reward, h_t deterministic state (GRU),
+s_t stochastic state (diagonal Gaussian). Tensors are batch-major, [B, T, ...]; images are channels-first floats
+in [-0.5, 0.5] after `preprocess`.
+
+Time alignment (one table for replay, model and tests; see planet/replay.py for storage)::
+
+    row t of an episode / chunk :  o_t          a_{t-1}            r_t
+    deterministic path          :  h_t = GRU(h_{t-1}, dense([s_{t-1}, a_{t-1}]))
+    prior   (open loop)         :  p(s_t | h_t)
+    posterior (filtering)       :  q(s_t | h_t, e_t)
+    heads                       :  p(o_t | h_t, s_t),  p(r_t | h_t, s_t)
+    first row of a chunk        :  h_{-1} = 0, s_{-1} = 0  (both reference codes start chunks from zeros)
+
+Row 0 of an episode holds the reset observation, a zero action and a zero reward (as in G).
+
+The RSSM in the style of the official code's docstring (solid = deterministic, dotted = stochastic)::
+
+        (a_{t-1})       (o_t)
+            |             :
+            v             v
+    [h_{t-1}] ------> [h_t] ----> (s_t) ---> (o_t), (r_t)
+        ^                            :
+        :............................:  s_{t-1} feeds the next h
+
+Variants behind one interface (chosen by ``model.kind``):
+  * ``rssm``: the above (PlaNet).
+  * ``gru``: the same networks with a mean-only state (s_t = mean, no sampling) and no KL term (P Fig. 4; G's
+    ``mean_only`` flag). Note: as in G, nothing trains the prior head of this variant, so open-loop states use
+    an untrained prior mean; that is the published ablation, not a bug of this port.
+  * ``ssm``: purely stochastic: no deterministic path; prior p(s_t | s_{t-1}, a_{t-1}); posterior from the
+    prior's statistics and e_t; features = s_t.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from planet.config import LossConfig, ModelConfig
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Preprocessing and distributions.
+
+
+def preprocess(obs: Tensor, bits: int, generator: torch.Generator | None) -> Tensor:
+    """uint8 [..., H, W, C] -> float [..., C, H, W] in [-0.5, 0.5]: keep `bits` bits, add dequantisation noise.
+
+    x -> floor(x / 2^(8-bits)) / 2^bits + U(0, 1/2^bits) - 0.5, as in G. `generator=None` adds no noise (the
+    bin's lower edge plus half a bin is used instead, e.g. for display and tests).
+    """
+    bins = 2**bits
+    x = torch.div(obs, 2 ** (8 - bits), rounding_mode="floor").to(torch.float32) / bins
+    if generator is None:
+        x = x + 0.5 / bins
+    else:
+        x = x + torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) / bins
+    return (x - 0.5).movedim(-1, -3)
+
+
+def postprocess(image: Tensor) -> Tensor:
+    """float [..., C, H, W] around [-0.5, 0.5] -> uint8 [..., H, W, C] for display."""
+    return ((image.movedim(-3, -1) + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def kl_normal(mean_q: Tensor, std_q: Tensor, mean_p: Tensor, std_p: Tensor) -> Tensor:
+    """KL(N(mean_q, std_q) || N(mean_p, std_p)) of diagonal Gaussians, summed over the last dim."""
+    var_ratio = (std_q / std_p).pow(2)
+    term = ((mean_q - mean_p) / std_p).pow(2)
+    return 0.5 * (var_ratio + term - 1 - var_ratio.log()).sum(-1)
+
+
+def free_nats_kl(kl: Tensor, free_nats: float) -> Tensor:
+    """max(0, KL - free_nats) per (batch, time), as in G: no gradient while the KL is under the allowance."""
+    return (kl - free_nats).clamp(min=0)
+
+
+def normal_log_prob(x: Tensor, mean: Tensor, event_dims: int) -> Tensor:
+    """log N(x; mean, 1), summed over the last `event_dims` dims (unit variance: P/G for images and rewards)."""
+    ll = -0.5 * (x - mean).pow(2) - 0.5 * LOG_2PI
+    return ll.sum(dim=tuple(range(-event_dims, 0))) if event_dims else ll
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Networks.
+
+
+def _activation(name: str) -> type[nn.Module]:
+    return {"relu": nn.ReLU, "elu": nn.ELU}[name]
+
+
+def mlp(inp: int, hidden: int, layers: int, out: int, act: str) -> nn.Sequential:
+    """`layers` hidden dense layers with activation, then a linear output layer."""
+    mods: list[nn.Module] = []
+    for _ in range(layers):
+        mods += [nn.Linear(inp, hidden), _activation(act)()]
+        inp = hidden
+    mods.append(nn.Linear(inp, out))
+    return nn.Sequential(*mods)
+
+
+class Encoder(nn.Module):
+    """4 conv layers, kernel 4, stride 2, valid padding, ReLU: [.., 3, 64, 64] -> [.., 8*depth*4] (1024 for 32)."""
+
+    def __init__(self, depth: int = 32):
+        super().__init__()
+        chans = [3, depth, 2 * depth, 4 * depth, 8 * depth]
+        layers: list[nn.Module] = []
+        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
+            layers += [nn.Conv2d(cin, cout, 4, 2), nn.ReLU()]
+        self.net = nn.Sequential(*layers)
+        self.embed_size = 8 * depth * 2 * 2
+
+    def forward(self, image: Tensor) -> Tensor:
+        lead = image.shape[:-3]
+        assert image.shape[-3:] == (3, 64, 64), f"Encoder expects [..., 3, 64, 64], got {tuple(image.shape)}"
+        out = self.net(image.reshape(-1, 3, 64, 64))
+        return out.reshape(*lead, self.embed_size)
+
+
+class Decoder(nn.Module):
+    """dense 1024 (linear) -> 1x1 -> deconv 128 k5, 64 k5, 32 k6 (ReLU), 3 k6 (linear), stride 2: -> [.., 3, 64, 64].
+
+    The output is the mean of a unit-variance Gaussian per pixel (G).
+    """
+
+    def __init__(self, feature_size: int, depth: int = 32, act: str = "relu"):
+        super().__init__()
+        self.dense = nn.Linear(feature_size, 32 * depth)
+        a = _activation(act)
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(32 * depth, 4 * depth, 5, 2), a(),
+            nn.ConvTranspose2d(4 * depth, 2 * depth, 5, 2), a(),
+            nn.ConvTranspose2d(2 * depth, depth, 6, 2), a(),
+            nn.ConvTranspose2d(depth, 3, 6, 2),
+        )
+
+    def forward(self, features: Tensor) -> Tensor:
+        lead = features.shape[:-1]
+        x = self.dense(features).reshape(-1, self.dense.out_features, 1, 1)
+        return self.net(x).reshape(*lead, 3, 64, 64)
+
+
+class State(NamedTuple):
+    """A latent state: Gaussian statistics of s_t, the sample s_t used downstream, and h_t ([.., 0] for ssm)."""
+
+    mean: Tensor
+    std: Tensor
+    stoch: Tensor
+    deter: Tensor
+
+    def map(self, fn) -> State:
+        return State(*(fn(x) for x in self))
+
+    @staticmethod
+    def stack(states: list[State], dim: int = 1) -> State:
+        return State(*(torch.stack(xs, dim) for xs in zip(*states, strict=True)))
+
+
+class LatentModel(nn.Module):
+    """RSSM and its two ablations behind one interface (see module docstring)."""
+
+    def __init__(self, cfg: ModelConfig, action_dim: int, embed_size: int):
+        super().__init__()
+        self.kind = cfg.kind
+        self.mean_only = cfg.kind == "gru"
+        self.deter_size = 0 if cfg.kind == "ssm" else cfg.deter_size
+        self.stoch_size = cfg.stoch_size
+        self.min_std = cfg.min_std
+        act, hid, n = cfg.activation, cfg.hidden_size, cfg.hidden_layers
+        if cfg.kind == "ssm":
+            # p(s_t | s_{t-1}, a_{t-1}) directly; q(s_t | prior stats, e_t).
+            self.prior_net = mlp(cfg.stoch_size + action_dim, hid, max(n, 1), 2 * cfg.stoch_size, act)
+            self.post_net = mlp(2 * cfg.stoch_size + embed_size, hid, max(n, 1), 2 * cfg.stoch_size, act)
+        else:
+            # dense([s_{t-1}, a_{t-1}]) -> GRU -> h_t; p(s_t | h_t); q(s_t | h_t, e_t).
+            self.input_net = nn.Sequential(nn.Linear(cfg.stoch_size + action_dim, hid), _activation(act)())
+            self.cell = nn.GRUCell(hid, cfg.deter_size)
+            self.prior_net = mlp(cfg.deter_size, hid, n, 2 * cfg.stoch_size, act)
+            self.post_net = mlp(cfg.deter_size + embed_size, hid, n, 2 * cfg.stoch_size, act)
+
+    @property
+    def feature_size(self) -> int:
+        return self.deter_size + self.stoch_size
+
+    def features(self, state: State) -> Tensor:
+        return torch.cat([state.deter, state.stoch], -1) if self.deter_size else state.stoch
+
+    def initial(self, batch: int, device: torch.device | str) -> State:
+        z = torch.zeros(batch, self.stoch_size, device=device)
+        return State(z, torch.ones_like(z), z, torch.zeros(batch, self.deter_size, device=device))
+
+    def _dist(self, raw: Tensor, deter: Tensor, generator: torch.Generator | None) -> State:
+        mean, std = raw.chunk(2, -1)
+        std = F.softplus(std) + self.min_std
+        if self.mean_only or generator is None:
+            stoch = mean
+        else:
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            stoch = mean + std * noise
+        return State(mean, std, stoch, deter)
+
+    def prior_step(self, prev: State, prev_action: Tensor, generator: torch.Generator | None) -> State:
+        """p(s_t | s_{t-1}, a_{t-1}) (through h_t for rssm/gru). generator=None uses the mean."""
+        if self.deter_size == 0:
+            return self._dist(self.prior_net(torch.cat([prev.stoch, prev_action], -1)), prev.deter, generator)
+        x = self.input_net(torch.cat([prev.stoch, prev_action], -1))
+        deter = self.cell(x, prev.deter)
+        return self._dist(self.prior_net(deter), deter, generator)
+
+    def posterior_step(self, prior: State, embed: Tensor, generator: torch.Generator | None) -> State:
+        """q(s_t | h_t, e_t) given the prior of the same step (rssm/gru) or its statistics (ssm)."""
+        if self.deter_size == 0:
+            inp = torch.cat([prior.mean, prior.std, embed], -1)
+        else:
+            inp = torch.cat([prior.deter, embed], -1)
+        return self._dist(self.post_net(inp), prior.deter, generator)
+
+    def observe(
+        self, embed: Tensor, prev_actions: Tensor, start: State, generator: torch.Generator | None
+    ) -> tuple[State, State]:
+        """Filter a chunk. embed [B, T, E], prev_actions [B, T, A] (row t holds a_{t-1}) -> priors, posts [B, T]."""
+        priors, posts = [], []
+        state = start
+        for t in range(embed.shape[1]):
+            prior = self.prior_step(state, prev_actions[:, t], generator)
+            state = self.posterior_step(prior, embed[:, t], generator)
+            priors.append(prior)
+            posts.append(state)
+        return State.stack(priors), State.stack(posts)
+
+    def imagine(self, start: State, actions: Tensor, generator: torch.Generator | None) -> State:
+        """Open-loop prior rollout. actions [B, H, A]: actions[:, k] leads from step k-1 to k -> priors [B, H]."""
+        states, state = [], start
+        for k in range(actions.shape[1]):
+            state = self.prior_step(state, actions[:, k], generator)
+            states.append(state)
+        return State.stack(states)
+
+
+class WorldModel(nn.Module):
+    """Encoder, latent dynamics, decoder and reward head, with the training bound."""
+
+    def __init__(self, cfg: ModelConfig, action_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.action_dim = action_dim
+        self.encoder = Encoder(cfg.cnn_depth)
+        self.dynamics = LatentModel(cfg, action_dim, self.encoder.embed_size)
+        feat = self.dynamics.feature_size
+        self.decoder = Decoder(feat, cfg.cnn_depth, cfg.activation)
+        self.reward = mlp(feat, cfg.reward_units, cfg.reward_layers, 1, cfg.activation)
+
+    def predict_reward(self, state: State) -> Tensor:
+        return self.reward(self.dynamics.features(state)).squeeze(-1)
+
+    def loss(
+        self, image: Tensor, prev_action: Tensor, reward: Tensor, loss_cfg: LossConfig,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Negative bound for a batch: image [B, T, 3, 64, 64] (preprocessed), prev_action [B, T, A], reward [B, T].
+
+        loss = -E[ln p(o_t|.)] - reward_scale * E[ln p(r_t|.)] + kl_scale * KL_term, averaged over (B, T), where
+        KL_term is the standard free-nats KL, or P Eq. 7's average over distances 1..D with latent overshooting.
+        Returns the loss and detached metrics.
+        """
+        B, T = image.shape[:2]
+        embed = self.encoder(image)
+        start = self.dynamics.initial(B, image.device)
+        priors, posts = self.dynamics.observe(embed, prev_action, start, generator)
+        feats = self.dynamics.features(posts)
+        image_ll = normal_log_prob(image, self.decoder(feats), 3).mean()
+        reward_ll = normal_log_prob(reward, self.reward(feats).squeeze(-1), 0).mean()
+        kl_scale = 0.0 if self.dynamics.mean_only else loss_cfg.kl_scale
+        raw_kl = kl_normal(posts.mean, posts.std, priors.mean, priors.std)
+        if kl_scale and loss_cfg.overshooting_distance >= 1:
+            kl_term = self.overshooting_kl(start, posts, prev_action, loss_cfg, generator)
+        else:
+            kl_term = free_nats_kl(raw_kl, loss_cfg.free_nats).mean()
+        loss = -image_ll - loss_cfg.reward_scale * reward_ll + kl_scale * kl_term
+        metrics = {
+            "loss/total": loss, "loss/image": -image_ll, "loss/reward": -reward_ll, "loss/kl": kl_term,
+            "kl": raw_kl.mean(), "prior_std": priors.std.mean(), "posterior_std": posts.std.mean(),
+        }
+        return loss, {k: v.detach() for k, v in metrics.items()}
+
+    def overshooting_kl(
+        self, start: State, posts: State, prev_action: Tensor, loss_cfg: LossConfig,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """Latent overshooting (P Eq. 7): (1/D) sum_{d=1..D} beta_d E[max(0, KL(q(s_t) || p(s_t | s_{t-d})) - free)].
+
+        Open-loop priors start from every posterior state (and the zero state before the chunk), so distance 1
+        reproduces the filtering priors exactly and D = 1 equals the standard bound. beta_1 = 1 with gradients
+        into the posterior; for d >= 2 the target posteriors are stop-gradient and beta_d = overshooting_scale.
+        """
+        B, T = prev_action.shape[:2]
+        D = loss_cfg.overshooting_distance
+        # Start j in 0..T-1 is the state before row j: the zero state for j = 0, else the posterior of row j-1.
+        starts = State(*(torch.cat([s0[:, None], p[:, :-1]], 1) for s0, p in zip(start, posts, strict=True)))
+        state = starts.map(lambda x: x.reshape(B * T, *x.shape[2:]))
+        index = torch.arange(T, device=prev_action.device)
+        total = prev_action.new_zeros(())
+        for d in range(1, D + 1):
+            # From start j, step d consumes the action stored in row j+d-1 and predicts row j+d-1.
+            row = (index + d - 1).clamp(max=T - 1)
+            act = prev_action[:, row].reshape(B * T, -1)
+            state = self.dynamics.prior_step(state, act, generator)
+            target = State(*(x[:, row] for x in posts))
+            if d > 1:
+                target = target.map(lambda x: x.detach())
+            prior = state.map(lambda x: x.reshape(B, T, *x.shape[1:]))
+            kl = free_nats_kl(kl_normal(target.mean, target.std, prior.mean, prior.std), loss_cfg.free_nats)
+            valid = (index + d - 1 < T).to(kl.dtype).expand(B, T)
+            beta = 1.0 if d == 1 else loss_cfg.overshooting_scale
+            total = total + beta * (kl * valid).sum() / valid.sum()
+        return total / D

@@ -1,0 +1,425 @@
+"""The training loop: seed episodes, then C model updates and one collected episode, with evaluation, checkpoints
+and tracking. Everything a run writes lives in its run directory::
+
+    RUN/config.yaml        resolved config (a rerun with a different config is refused)
+    RUN/episodes/          training episodes, one .npz each (uint8 frames), written atomically
+    RUN/checkpoint.pt      latest resumable state (model, optimiser, generators, counters), written atomically
+    RUN/progress.json      counters of that checkpoint, for humans and tools
+    RUN/metrics.jsonl      every logged scalar, one JSON line per log call; the source of truth
+    RUN/params.json        flattened params; RUN/mlflow_run.json the mirrored MLflow run
+    RUN/eval/              eval.gif, openloop.png of the final evaluation
+    RUN/model.pt           final model weights (written when the run completes)
+    RUN/summary.json       written last: the run is complete
+
+Step axis: ``env_steps`` counts environment steps after action repeat (1000 per episode) over training episodes.
+
+Randomness: each component owns a generator derived from (run seed, name). Episodes are seeded from (run seed,
+split, index) for the environment *and* the acting agent, so a resumed run collects exactly the episodes an
+uninterrupted run would; the only generators carried in checkpoints are the training one and the replay's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from planet import config as config_lib
+from planet.agents import MPCAgent, RandomAgent
+from planet.config import Config, ConfigError
+from planet.envs import PixelEnv, episode_seed
+from planet.models import WorldModel, preprocess
+from planet.replay import Replay, load_episode
+from planet.tracking import Tracker
+from planet.utils import atomic_save, atomic_write_text, derive_seed, numpy_generator, torch_generator
+
+log = logging.getLogger(__name__)
+CHECKPOINT_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Episodes.
+
+
+def make_env(config: Config, split: str, index: int) -> PixelEnv:
+    return PixelEnv(
+        config.task, episode_seed(config.seed, split, index), action_repeat=config.env.action_repeat,
+        image_size=config.env.image_size, episode_env_steps=config.env.episode_env_steps,
+    )
+
+
+def run_episodes(envs: list[PixelEnv], agent, explore: bool, desc: str | None = None) -> list[dict[str, np.ndarray]]:
+    """Run one episode in each env in lockstep (equal lengths), acting for all of them with one `act` call.
+
+    Returns episodes in the replay's layout: row t = (o_t, a_{t-1}, r_t), T+1 rows, row 0 = reset.
+    """
+    n = len(envs)
+    steps = envs[0].max_agent_steps
+    assert all(e.max_agent_steps == steps for e in envs), "lockstep envs need equal episode lengths"
+    action_dim = envs[0].action_dim
+    obs = np.empty((n, steps + 1, *envs[0].obs_shape), np.uint8)
+    actions = np.zeros((n, steps + 1, action_dim), np.float32)
+    rewards = np.zeros((n, steps + 1), np.float32)
+    for i, env in enumerate(envs):
+        obs[i, 0] = env.reset()
+    agent.reset(n)
+    for t in tqdm(range(1, steps + 1), desc=desc, leave=False, disable=desc is None):
+        action = agent.act(obs[:, t - 1], explore)
+        for i, env in enumerate(envs):
+            obs[i, t], rewards[i, t], _ = env.step(action[i])
+        actions[:, t] = action
+    return [{"obs": obs[i], "action": actions[i], "reward": rewards[i]} for i in range(n)]
+
+
+def evaluate(model: WorldModel, config: Config, device: torch.device, episodes: int, split: str,
+             round_name: str, progress: bool = False) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    """`episodes` noise-free episodes in parallel with one batched plan per step; returns returns and episodes.
+
+    Episode m uses env seed (run seed, split, m): the same held-out initial states at every evaluation round,
+    disjoint from the training episodes' seeds, different per episode.
+    """
+    envs = [make_env(config, split, m) for m in range(episodes)]
+    gen = torch_generator(config.seed, f"{split}/{round_name}", device)
+    agent = MPCAgent(model, config.planner, config.env.bit_depth, 0.0, gen, device)
+    was_training = model.training
+    model.eval()
+    try:
+        eps = run_episodes(envs, agent, explore=False, desc=f"{split} {round_name}" if progress else None)
+    finally:
+        model.train(was_training)
+        for env in envs:
+            env.close()
+    return np.array([ep["reward"].sum() for ep in eps]), eps
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Training.
+
+
+def collect_episode(config: Config, replay: Replay, index: int, policy: str, model: WorldModel | None = None,
+                    device: torch.device | None = None, progress: bool = False) -> float:
+    """Collect training episode `index` into `replay` with the random agent or the MPC agent (exploring).
+
+    Both the environment and the agent are seeded from (run seed, "train"/"collect", index).
+    """
+    env = make_env(config, "train", index)
+    if policy == "random":
+        agent = RandomAgent(env.action_dim, numpy_generator(config.seed, f"collect/{index}"))
+    else:
+        assert model is not None and device is not None, "the MPC agent needs a model and a device"
+        gen = torch_generator(config.seed, f"collect/{index}", device)
+        agent = MPCAgent(model, config.planner, config.env.bit_depth, config.collect.exploration_noise, gen, device)
+    try:
+        (episode,) = run_episodes([env], agent, explore=True, desc=f"collect {index}" if progress else None)
+    finally:
+        env.close()
+    ret = float(episode["reward"].sum())
+    replay.add(episode, {"task": config.task, "seed": config.seed, "split": "train", "index": index,
+                         "policy": policy, "return": ret, "action_repeat": env.action_repeat})
+    return ret
+
+
+@dataclass
+class Counters:
+    episodes: int = 0
+    env_steps: int = 0
+    updates: int = 0
+
+
+class Trainer:
+    """One run. `Trainer(config, run_dir).run()` starts it or resumes it from its checkpoint."""
+
+    def __init__(self, config: Config, run_dir: Path, device: torch.device, init_episodes: Path | None = None,
+                 progress: bool = True, tags: dict | None = None):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.init_episodes = init_episodes
+        self.progress = progress
+        self.extra_tags = tags or {}
+        self.counters = Counters()
+
+    # ---- setup
+
+    def _check_config(self) -> None:
+        path = self.run_dir / "config.yaml"
+        if path.exists():
+            old = config_lib.load(path)
+            changed = config_lib.diff(old, self.config)
+            if changed:
+                lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changed.items()))
+                raise ConfigError(
+                    f"{self.run_dir} holds a run with a different config ({lines}); use another --out directory, "
+                    "or the same settings to resume it"
+                )
+        else:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            config_lib.save(self.config, path)
+
+    def _setup(self) -> None:
+        cfg = self.config
+        if cfg.run.threads:
+            torch.set_num_threads(cfg.run.threads)
+        probe = make_env(cfg, "train", 0)
+        self.action_dim, self.obs_shape = probe.action_dim, probe.obs_shape
+        self.agent_steps = probe.max_agent_steps
+        self.action_repeat = probe.action_repeat
+        probe.close()
+        torch.manual_seed(derive_seed(cfg.seed, "init"))  # parameter initialisation only
+        self.model = WorldModel(cfg.model, self.action_dim).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.learning_rate, eps=cfg.train.adam_eps)
+        warmup = cfg.train.warmup_updates
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+        )
+        self.train_gen = torch_generator(cfg.seed, "train", self.device)
+        self.replay = Replay(
+            self.run_dir / "episodes", self.obs_shape, self.action_dim,
+            capacity_steps=cfg.train.episodes * (self.agent_steps + 1), seed=derive_seed(cfg.seed, "replay"),
+        )
+        tags = {
+            "task": cfg.task, "seed": str(cfg.seed), "preset": cfg.preset, "model": cfg.model.kind,
+            "planner": cfg.planner.kind, "collect": cfg.collect.policy, "params_hash": cfg.digest(),
+            "device": str(self.device), **_git_tags(), **self.extra_tags,
+        }
+        self.tracker = Tracker(
+            self.run_dir, experiment=cfg.run.experiment,
+            run_name=f"{cfg.task}-{cfg.model.kind}-seed{cfg.seed}", params=cfg.to_dict(), tags=tags,
+            enabled=cfg.run.mlflow,
+        )
+
+    # ---- checkpoints
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "config_digest": self.config.digest(),
+            "counters": vars(self.counters).copy(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "train_gen": self.train_gen.get_state(),
+            "replay": self.replay.state_dict(),
+            "metrics_offset": self.tracker.metrics_offset(),
+        }
+        atomic_save(self.checkpoint_path, lambda f: torch.save(state, f))
+        atomic_write_text(self.run_dir / "progress.json", json.dumps(vars(self.counters)))
+
+    def load_checkpoint(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        try:
+            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        except Exception as exc:  # atomic writes make this unlikely; say what to do if it happens
+            raise RuntimeError(
+                f"cannot read checkpoint {self.checkpoint_path} ({exc}); delete it to restart the run from scratch"
+            ) from exc
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise RuntimeError(f"{self.checkpoint_path} has checkpoint version {state.get('version')}, "
+                               f"this code reads {CHECKPOINT_VERSION}")
+        self.counters = Counters(**state["counters"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.train_gen.set_state(state["train_gen"].to("cpu") if self.device.type == "cpu" else state["train_gen"])
+        # Episodes written after this checkpoint are dropped and collected again, identically (seeded per index).
+        self.replay.truncate(self.counters.episodes)
+        self.replay.load_state_dict(state["replay"])
+        self.tracker.truncate_metrics(state["metrics_offset"])
+        return True
+
+    # ---- steps
+
+    def update(self) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        batch = self.replay.sample(cfg.train.batch_size, cfg.train.chunk_length)
+        dev = self.device
+        image = preprocess(torch.as_tensor(batch["obs"]).to(dev, non_blocking=True), cfg.env.bit_depth,
+                           self.train_gen)
+        action = torch.as_tensor(batch["action"]).to(dev, non_blocking=True)
+        reward = torch.as_tensor(batch["reward"]).to(dev, non_blocking=True)
+        loss, metrics = self.model.loss(image, action, reward, cfg.loss, self.train_gen)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.counters.updates += 1
+        return metrics
+
+    def collect(self, index: int, policy: str) -> float:
+        ret = collect_episode(self.config, self.replay, index, policy, self.model, self.device, self.progress)
+        self.counters.episodes += 1
+        self.counters.env_steps += self.agent_steps * self.action_repeat
+        return ret
+
+    def _import_seed_episodes(self) -> None:
+        """Take seed episodes collected by `planet collect` (same task, seed and settings) instead of re-collecting."""
+        src = Path(self.init_episodes) / "episodes"
+        files = sorted(src.glob("episode_*.npz"))[: self.config.train.seed_episodes]
+        for index, path in enumerate(files):
+            episode, meta = load_episode(path)
+            expect = {"task": self.config.task, "seed": self.config.seed, "index": index,
+                      "action_repeat": self.action_repeat}
+            wrong = {k: (meta.get(k), v) for k, v in expect.items() if meta.get(k) != v}
+            if wrong or len(episode["reward"]) != self.agent_steps + 1:
+                raise ValueError(f"{path} does not match this run ({wrong or 'episode length'}); collect seed "
+                                 "episodes with the same --task, --seed and settings")
+            self.replay.add(episode, meta)
+            self.counters.episodes += 1
+            self.counters.env_steps += self.agent_steps * self.action_repeat
+
+    def _evaluate_and_log(self, final: bool) -> dict[str, float]:
+        cfg = self.config
+        t0 = time.perf_counter()
+        returns, episodes = evaluate(self.model, cfg, self.device, cfg.eval.episodes, "eval",
+                                     f"episode{self.counters.episodes}", self.progress)
+        metrics = {
+            "eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std()),
+            "eval/return_min": float(returns.min()), "eval/return_max": float(returns.max()),
+            "eval/episodes": float(len(returns)), "episodes": float(self.counters.episodes),
+            "perf/eval_s": time.perf_counter() - t0,
+        }
+        self.tracker.log_metrics(metrics, step=self.counters.env_steps)
+        if final:
+            self._write_eval_artifacts(episodes[0])
+        return metrics
+
+    def _write_eval_artifacts(self, episode: dict[str, np.ndarray]) -> None:
+        from planet.video import openloop_strip, save_gif, save_png  # noqa: PLC0415 - imageio only when needed
+
+        out = self.run_dir / "eval"
+        out.mkdir(exist_ok=True)
+        if self.config.eval.video:
+            save_gif(out / "eval.gif", episode["obs"])
+            self.tracker.log_artifact(out / "eval.gif", "eval")
+        strip = openloop_strip(self.model, episode, self.config.env.bit_depth, self.device)
+        save_png(out / "openloop.png", strip)
+        self.tracker.log_artifact(out / "openloop.png", "eval")
+
+    # ---- main loop
+
+    def run(self) -> dict:
+        self._check_config()
+        summary_path = self.run_dir / "summary.json"
+        if summary_path.exists():
+            log.info("%s is complete (summary.json exists); nothing to do", self.run_dir)
+            return json.loads(summary_path.read_text())
+        self._setup()
+        with self.tracker:
+            resumed = self.load_checkpoint()
+            if resumed:
+                log.info("resumed %s at episode %d", self.run_dir, self.counters.episodes)
+            return self._loop()
+
+    def _loop(self) -> dict:
+        cfg = self.config
+        c = self.counters
+        start_wall = time.perf_counter()
+        bar = tqdm(total=cfg.train.episodes, initial=c.episodes, desc=f"{cfg.task} seed {cfg.seed}", unit="ep",
+                   disable=not self.progress)
+        if c.episodes == 0 and self.init_episodes:
+            self._import_seed_episodes()
+            bar.update(c.episodes)
+        while c.episodes < cfg.train.seed_episodes:
+            ret = self.collect(c.episodes, "random")
+            self.tracker.log_metrics({"collect/return": ret, "episodes": float(c.episodes)}, step=c.env_steps)
+            self.save_checkpoint()
+            bar.update(1)
+        last_eval: dict[str, float] = {}
+        while c.episodes < cfg.train.episodes:
+            t0 = time.perf_counter()
+            metrics = [self.update() for _ in range(cfg.train.updates_per_episode)]
+            update_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            ret = self.collect(c.episodes, cfg.collect.policy)
+            collect_s = time.perf_counter() - t1
+            logged = {"collect/return": ret, "episodes": float(c.episodes), "updates": float(c.updates),
+                      "perf/collect_s": collect_s,
+                      "perf/env_steps_per_s": self.agent_steps * self.action_repeat / collect_s}
+            if metrics:
+                logged.update({f"train/{k}": float(torch.stack([m[k] for m in metrics]).float().mean())
+                               for k in metrics[0]})
+                logged["train/lr"] = self.scheduler.get_last_lr()[0]
+                logged["perf/updates_per_s"] = len(metrics) / update_s
+            self.tracker.log_metrics(logged, step=c.env_steps)
+            final = c.episodes == cfg.train.episodes
+            if final or (cfg.eval.every and c.episodes % cfg.eval.every == 0):
+                last_eval = self._evaluate_and_log(final)
+            if final or c.episodes % cfg.run.checkpoint_every == 0:
+                self.save_checkpoint()
+            bar.update(1)
+            bar.set_postfix(ret=f"{ret:.0f}", eval=f"{last_eval.get('eval/return_mean', float('nan')):.0f}")
+        bar.close()
+        if not last_eval:  # e.g. train.episodes == train.seed_episodes
+            last_eval = self._evaluate_and_log(True)
+        return self._finish(last_eval, time.perf_counter() - start_wall)
+
+    def _finish(self, last_eval: dict[str, float], wall_s: float) -> dict:
+        model_path = self.run_dir / "model.pt"
+        atomic_save(model_path, lambda f: torch.save(self.model.state_dict(), f))
+        self.tracker.log_artifact(model_path, "model")
+        self.tracker.log_artifact(self.run_dir / "config.yaml")
+        summary = {
+            "task": self.config.task, "seed": self.config.seed, "preset": self.config.preset,
+            "model": self.config.model.kind, "planner": self.config.planner.kind,
+            "collect": self.config.collect.policy, "params_hash": self.config.digest(),
+            "episodes": self.counters.episodes, "env_steps": self.counters.env_steps,
+            "updates": self.counters.updates, "final_eval": last_eval, "wall_s_last_session": wall_s,
+        }
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+        return summary
+
+
+def load_model(run_dir: Path, device: torch.device) -> tuple[Config, WorldModel]:
+    """The config and trained model of a run (final weights if complete, else the latest checkpoint)."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml); pass the --out of a train run")
+    cfg = config_lib.load(cfg_path)
+    probe = make_env(cfg, "train", 0)
+    model = WorldModel(cfg.model, probe.action_dim).to(device)
+    probe.close()
+    if (run_dir / "model.pt").exists():
+        model.load_state_dict(torch.load(run_dir / "model.pt", map_location=device))
+    elif (run_dir / "checkpoint.pt").exists():
+        model.load_state_dict(torch.load(run_dir / "checkpoint.pt", map_location=device, weights_only=False)["model"])
+    else:
+        raise FileNotFoundError(f"{run_dir} has neither model.pt nor checkpoint.pt: train it first")
+    model.eval()
+    return cfg, model
+
+
+def collect_seed_episodes(config: Config, out_dir: Path, progress: bool = True) -> int:
+    """Write the run's S random seed episodes to OUT/episodes (identical to those `Trainer` would collect)."""
+    probe = make_env(config, "train", 0)
+    replay = Replay(Path(out_dir) / "episodes", probe.obs_shape, probe.action_dim,
+                    capacity_steps=config.train.seed_episodes * (probe.max_agent_steps + 1), seed=0)
+    probe.close()
+    for index in tqdm(range(replay.num_episodes, config.train.seed_episodes), desc="seed episodes",
+                      disable=not progress):
+        collect_episode(config, replay, index, "random")
+    return replay.num_episodes
+
+
+def _git_tags() -> dict[str, str]:
+    import subprocess  # noqa: PLC0415
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"git_commit": commit} if commit else {}
+

@@ -1,0 +1,74 @@
+"""Small shared helpers: atomic file writes, seeded generators, device choice."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import torch
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temp file beside `path`; on success fsync and rename it over `path`.
+
+    A crash (SIGKILL included) leaves either the old file or the new one, never a half-written file under `path`.
+    Temp files start with ``.tmp-`` so loaders can ignore and remove leftovers.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+
+
+def atomic_save(path: Path, write: Callable[[IO], None]) -> None:
+    """Atomically write a binary file produced by `write(handle)` (e.g. ``lambda f: torch.save(obj, f)``)."""
+    with atomic_open(path, "wb") as handle:
+        write(handle)
+
+
+def derive_seed(seed: int, name: str) -> int:
+    """A 63-bit seed for the component `name` of the run with `seed`; stable across Python versions."""
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def torch_generator(seed: int, name: str, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator owned by one component, seeded from (run seed, component name)."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(derive_seed(seed, name))
+    return gen
+
+
+def numpy_generator(seed: int, name: str) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(derive_seed(seed, name)))
+
+
+def choose_device(name: str | None = None) -> torch.device:
+    """`name` if given ("cpu", "cuda", "cuda:1"), else CUDA when available, else CPU."""
+    if name:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__})")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
