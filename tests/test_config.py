@@ -12,7 +12,8 @@ from planet.config import Config, ConfigError, resolve
 def test_paper_defaults_match_the_paper():
     cfg = resolve("cartpole_swingup", "paper")
     assert (cfg.train.batch_size, cfg.train.chunk_length, cfg.train.updates_per_episode) == (50, 50, 100)
-    assert (cfg.planner.horizon, cfg.planner.iterations, cfg.planner.candidates, cfg.planner.top_k) == (12, 10, 1000, 100)
+    p = cfg.planner
+    assert (p.horizon, p.iterations, p.candidates, p.top_k) == (12, 10, 1000, 100)
     assert (cfg.model.deter_size, cfg.model.stoch_size, cfg.loss.free_nats) == (200, 30, 3.0)
     assert (cfg.train.learning_rate, cfg.train.adam_eps, cfg.train.grad_clip) == (1e-3, 1e-4, 1000.0)
     assert cfg.collect.exploration_noise == 0.3 and cfg.train.seed_episodes == 5 and cfg.train.episodes == 1000
