@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from planet.tracking import Tracker
-from planet.train import evaluate, load_model
+from planet.train import evaluate, load_model, run_tracking_uri
 from planet.utils import atomic_write_text
 
 
@@ -32,7 +32,8 @@ def evaluate_run(run_dir: Path, device: torch.device, episodes: int | None = Non
     }
     atomic_write_text(run_dir / "evaluation.json", json.dumps(result, indent=2))
     tracker = Tracker(run_dir, experiment=cfg.run.experiment, run_name=f"{cfg.task}-{cfg.model.kind}-seed{cfg.seed}",
-                      params=cfg.to_dict(), tags={}, enabled=cfg.run.mlflow)
+                      params=cfg.to_dict(), tags={}, enabled=cfg.run.mlflow,
+                      tracking_uri=run_tracking_uri(run_dir))  # the training run's store, whatever the cwd
     with tracker:
         tracker.log_metrics({"test/return_mean": result["return_mean"], "test/return_std": result["return_std"]},
                             step=int(counters.get("env_steps") or 0))

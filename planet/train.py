@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from planet.config import Config, ConfigError
 from planet.envs import PixelEnv, episode_seed
 from planet.models import WorldModel, preprocess
 from planet.replay import Replay, load_episode
-from planet.tracking import Tracker
+from planet.tracking import RUN_FILE, Tracker
 from planet.utils import atomic_save, atomic_write_text, derive_seed, numpy_generator, torch_generator
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ class Trainer:
         self.tracker = Tracker(
             self.run_dir, experiment=cfg.run.experiment,
             run_name=f"{cfg.task}-{cfg.model.kind}-seed{cfg.seed}", params=cfg.to_dict(), tags=tags,
-            enabled=cfg.run.mlflow,
+            enabled=cfg.run.mlflow, tracking_uri=run_tracking_uri(self.run_dir),
         )
 
     # ---- checkpoints
@@ -240,6 +241,11 @@ class Trainer:
 
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_path.exists():
+            # A run killed before its first checkpoint can have left episode files (and metrics lines) behind;
+            # the replay reloaded them, so collecting episode 0 again would fail on the index. Start from scratch:
+            # they are collected again identically (seeded per index).
+            self.replay.truncate(0)
+            self.tracker.truncate_metrics(0)
             return False
         try:
             state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
@@ -302,6 +308,10 @@ class Trainer:
             self.replay.add(episode, meta)
             self.counters.episodes += 1
             self.counters.env_steps += self.agent_steps * self.action_repeat
+            # The same line the seed-episode loop logs, so metrics.jsonl equals that of a run that collected them.
+            ret = float(episode["reward"].sum())  # as collect_episode computes it
+            self.tracker.log_metrics({"collect/return": ret, "episodes": float(self.counters.episodes)},
+                                     step=self.counters.env_steps)
 
     def _evaluate_and_log(self, final: bool) -> dict[str, float]:
         cfg = self.config
@@ -403,6 +413,22 @@ class Trainer:
         }
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
+
+
+def run_tracking_uri(run_dir: Path) -> str | None:
+    """The MLflow store that RUN's tracking continues in: None (the tracker's choice) when MLFLOW_TRACKING_URI is set
+    or the run has no MLflow run yet, else the store recorded in RUN/mlflow_run.json.
+
+    Without this, a resume or `planet evaluate` started from another working directory (the default store,
+    sqlite:///mlflow.db, is relative to it) started a new MLflow run in another database and overwrote
+    RUN/mlflow_run.json, cutting the run's link to its MLflow run.
+    """
+    path = Path(run_dir) / RUN_FILE
+    if os.environ.get("MLFLOW_TRACKING_URI") or not path.exists():
+        return None
+    with contextlib.suppress(ValueError, OSError):
+        return json.loads(path.read_text()).get("tracking_uri")
+    return None
 
 
 def load_model(run_dir: Path, device: torch.device) -> tuple[Config, WorldModel]:

@@ -1,0 +1,154 @@
+"""Tests of the `planet` command line: help, argument and config errors, a changed config on resume, `bench`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from planet.cli import main
+from planet.envs import TASKS
+
+TASK = "cartpole_swingup"
+
+
+def run_main(argv: list[str]) -> tuple[int, str, str]:
+    """`planet ARGV` in this process; returns (exit code, stdout, stderr); argparse's SystemExit becomes the code."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_args(command: str, out: Path, *extra: str, task: str = TASK) -> list[str]:
+    """Arguments of a train/collect/config command on the debug preset (`out` is used by train and collect)."""
+    out_args = ["--out", str(out)] if command in ("train", "collect") else []
+    return [command, "--task", task, "--preset", "debug", *out_args, *extra]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Help.
+
+OPTIONS = {
+    (): ["train", "collect", "evaluate", "config", "bench", "--verbose", "--help"],
+    ("train",): ["--task", "--preset", "--seed", "--out", "--device", "--init-episodes", "--tag", "--no-progress",
+                 "KEY=VALUE", "--help"],
+    ("collect",): ["--task", "--preset", "--seed", "--out", "--no-progress", "KEY=VALUE", "--help"],
+    ("evaluate",): ["--run", "--episodes", "--device", "--no-progress", "--help"],
+    ("config",): ["--task", "--preset", "--seed", "KEY=VALUE", "--help"],
+    ("bench",): ["--device", "--repeats", "--quick", "--threads", "--help"],
+}
+
+
+@pytest.mark.parametrize("command", list(OPTIONS), ids=lambda c: " ".join(c) or "planet")
+def test_help_mentions_every_option(command):
+    code, out, _ = run_main([*command, "--help"])
+    assert code == 0
+    missing = [opt for opt in OPTIONS[command] if opt not in out]
+    assert not missing, out
+    if command == ("train",):
+        assert all(task in out for task in TASKS)  # the valid tasks are listed in the help of --task
+
+
+def test_console_script_help():
+    script = Path(sys.executable).with_name("planet")  # installed by `pip install -e .` into the venv
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "usage: planet" in result.stdout and "train" in result.stdout
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Errors: exit code 2, a message naming the problem and the valid choices; nothing written.
+
+
+@pytest.mark.parametrize("command", ["train", "collect", "config"])
+def test_unknown_task_lists_valid_tasks(command, tmp_path):
+    code, out, err = run_main(run_args(command, tmp_path / "out", task="cartpole_balance"))
+    assert code == 2
+    assert "--task" in err and "cartpole_balance" in err
+    assert all(task in err for task in TASKS), err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "collect", "config"])
+@pytest.mark.parametrize("override, expected", [
+    ("planner.horizn=3", ["'planner.horizn'", "valid keys", "planner.horizon", "planner.candidates"]),
+    ("planner.horizon=abc", ["'planner.horizon'", "'abc'", "integer"]),
+    ("planr.horizon=3", ["'planr'", "valid keys", "planner"]),
+    ("planner.kind=bogus", ["'planner.kind'", "'cem'", "'random_shooting'"]),
+    ("planner.horizon", ["'planner.horizon'", "KEY=VALUE"]),
+])
+def test_bad_override_is_a_config_error(command, override, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a train without --out would write under ./runs
+    code, out, err = run_main(run_args(command, tmp_path / "out", override))
+    assert code == 2
+    assert err.startswith("planet: config error: ") and out == ""
+    missing = [text for text in expected if text not in err]
+    assert not missing, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_preset_lists_valid_presets(tmp_path):
+    code, _, err = run_main(["config", "--task", TASK, "--preset", "tiny"])
+    assert code == 2
+    assert "'tiny'" in err and all(name in err for name in ("paper", "cpu", "debug")), err
+
+
+def test_config_prints_resolved_config():
+    import yaml  # noqa: PLC0415
+
+    code, out, _ = run_main(["config", "--task", TASK, "--preset", "debug", "--seed", "3", "planner.horizon=5"])
+    assert code == 0
+    tree = yaml.safe_load(out)
+    assert (tree["task"], tree["seed"], tree["preset"]) == (TASK, 3, "debug")
+    assert tree["planner"]["horizon"] == 5 and tree["env"]["episode_env_steps"] == 160
+
+
+def test_resume_with_changed_config_is_refused(tmp_path):
+    """The run directory keeps its config: a different one is refused, naming the key, and nothing is touched."""
+    run = tmp_path / "run"
+    short = ["--no-progress", "train.episodes=2", "eval.episodes=1", "run.mlflow=false"]
+    code, _, err = run_main(run_args("train", run, *short))
+    assert code == 0, err
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+
+    code, out, err = run_main(run_args("train", run, *short, "planner.horizon=4"))
+    assert code == 2 and out == ""
+    assert err.startswith(f"planet: run directory {run}\nplanet: config error: "), err
+    assert "planner.horizon: 3 -> 4" in err and "--out" in err, err
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+
+    code, _, err = run_main(run_args("train", run, "--seed", "1", *short))
+    assert code == 2 and "seed: 0 -> 1" in err, err
+
+
+def test_evaluate_without_a_run_fails_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        run_main(["evaluate", "--run", str(tmp_path / "nothing"), "--no-progress"])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Benchmark.
+
+
+@pytest.mark.slow
+def test_bench_quick_prints_timings():
+    code, out, err = run_main(["bench", "--quick", "--repeats", "1"])
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["quick"] is True and result["repeats"] == 1
+    assert result["update"]["update_s"] > 0 and result["update"]["update_flop"] > 0
+    assert result["plan"]["plan_s"] > 0 and result["plan"]["plan_s_10_beliefs"] > 0
+    assert [env["task"] for env in result["env"]] == ["cartpole_swingup", "walker_walk"]
+    for env in result["env"]:
+        assert env["env_steps_per_s"] > 0 and env["render_s_per_frame"] > 0
+        assert env["env_steps_per_s"] == pytest.approx(env["agent_steps_per_s"] * env["action_repeat"])
+    assert result["matmul_flop_per_s"] > 0 and result["update_fraction_of_matmul_rate"] > 0
