@@ -1,0 +1,250 @@
+"""planet.report on synthetic run directories with known numbers (no training, no rendering)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from planet import config as config_lib
+from planet import report
+
+EPISODE_STEPS = 160  # env steps per episode of the debug preset
+EXPECTED = {"planet": {"tasks": ["cartpole_swingup", "reacher_easy", "cheetah_run"], "seeds": [0, 1, 2]},
+            "gru": {"tasks": ["cartpole_swingup"], "seeds": [0]},
+            "ssm": {"tasks": ["cartpole_swingup"], "seeds": [0]},
+            "random_shooting": {"tasks": ["cartpole_swingup"], "seeds": [0, 1]}}
+
+
+def make_run(results: Path, variant: str, task: str, seed: int, final: float | None, *, curve=(2, 4),
+             evaluation: str | None = "run", complete: bool = True, summary_final: float | None = None,
+             eval_complete: bool = True, openloop: bool = True) -> Path:
+    """A run directory as `planet train` + `planet evaluate` leave it; eval return at episode e is final * e / 4.
+
+    evaluation: "run" (RUN/evaluation.json), "eval" (RESULTS/eval/VARIANT/TASK/seedN.json) or None.
+    """
+    run = results / "runs" / variant / task / f"seed{seed}"
+    run.mkdir(parents=True)
+    config_lib.save(config_lib.resolve(task, "debug", seed), run / "config.yaml")
+    lines = []
+    for episodes in range(1, max(curve) + 1):
+        lines.append({"step": episodes * EPISODE_STEPS, "time": 0.0, "collect/return": 1.0, "episodes": episodes})
+        if episodes in curve:
+            mean = (final or 0.0) * episodes / max(curve)
+            lines.append({"step": episodes * EPISODE_STEPS, "time": 0.0, "eval/return_mean": mean,
+                          "eval/return_std": 5.0, "eval/episodes": 2.0, "episodes": float(episodes)})
+    lines.append({"step": 640, "time": 0.0, "test/return_mean": 1.0})  # `planet evaluate` line: not a curve point
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    if complete:
+        last = summary_final if summary_final is not None else final
+        (run / "summary.json").write_text(json.dumps({
+            "task": task, "seed": seed, "preset": "debug", "model": "rssm", "planner": "cem", "collect": "cem",
+            "params_hash": "x", "episodes": max(curve), "env_steps": max(curve) * EPISODE_STEPS, "updates": 4,
+            "final_eval": {"eval/return_mean": last, "eval/return_std": 5.0}}))
+    if evaluation is not None and final is not None:
+        where = results / "eval" / variant / task / f"seed{seed}.json"
+        path = run / "evaluation.json" if evaluation == "run" else where
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({
+            "task": task, "seed": seed, "model": "rssm", "planner": "cem", "collect": "cem", "split": "test",
+            "episodes": 2, "returns": [final - 1, final + 1], "return_mean": final, "return_std": 1.0,
+            "train_episodes": max(curve), "env_steps": max(curve) * EPISODE_STEPS, "complete": eval_complete}))
+    if openloop:
+        import imageio.v3 as iio
+
+        strip = np.zeros((128, 10 * 64, 3), np.uint8)
+        strip[:64] = 200  # truth row light, prediction row dark
+        (run / "eval").mkdir()
+        iio.imwrite(run / "eval" / "openloop.png", strip)
+    return run
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One synthetic results tree and its report (built once: figures take seconds)."""
+    root = tmp_path_factory.mktemp("report")
+    results = root / "results"
+    # planet: cartpole 3 seeds (100, 200, 300); reacher seed 2 missing; cheetah_run absent entirely.
+    for seed, final in enumerate((100.0, 200.0, 300.0)):
+        make_run(results, "planet", "cartpole_swingup", seed, final)
+    make_run(results, "planet", "reacher_easy", 0, 400.0)
+    make_run(results, "planet", "reacher_easy", 1, 600.0, evaluation="eval")
+    # gru: the evaluation was made before the run completed, so the summary's final eval (50) counts, not 999.
+    make_run(results, "gru", "cartpole_swingup", 0, 999.0, summary_final=50.0, eval_complete=False)
+    # ssm: still training (no summary.json, no evaluation); a kill left a partial last metrics line.
+    ssm = make_run(results, "ssm", "cartpole_swingup", 0, None, evaluation=None, complete=False, curve=(2,))
+    with open(ssm / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 480, "eval/ret')
+    # random_shooting: evaluations where the pipeline writes them (RESULTS/eval/...).
+    make_run(results, "random_shooting", "cartpole_swingup", 0, 150.0, evaluation="eval", openloop=False)
+    make_run(results, "random_shooting", "cartpole_swingup", 1, 250.0, evaluation="eval", openloop=False)
+    out = root / "reports"
+    result = report.build_report(results, out, expected=EXPECTED, title="Synthetic")
+    return results, out, result
+
+
+def test_table1_numbers(built):
+    _, out, _ = built
+    table = pd.read_csv(out / "table1.csv")
+    planet = table[table["variant"] == "planet"].iloc[0]
+    assert planet["kind"] == "run" and planet["source"] == "this pipeline, preset debug"
+    # Sample std over seeds (ddof=1): std(100, 200, 300) = 100 (population std would be 81.65).
+    assert (planet["cartpole_swingup"], planet["cartpole_swingup_std"], planet["cartpole_swingup_seeds"]) == (
+        200.0, 100.0, 3)
+    assert planet["reacher_easy"] == 500.0 and planet["reacher_easy_seeds"] == 2
+    assert planet["reacher_easy_std"] == pytest.approx(math.sqrt(2) * 100)
+    assert pd.isna(planet["cheetah_run"]) and pd.isna(planet["cheetah_run_seeds"])  # absent task: missing
+    assert planet["episodes"] == 4 and planet["env_steps"] == 4 * EPISODE_STEPS
+    gru = table[table["variant"] == "gru"].iloc[0]
+    assert gru["cartpole_swingup"] == 50.0 and gru["cartpole_swingup_seeds"] == 1
+    assert pd.isna(gru["cartpole_swingup_std"])
+    ssm = table[table["variant"] == "ssm"].iloc[0]  # a row, all missing: never dropped, never a crash
+    assert all(pd.isna(ssm[t]) for t in report.TASKS)
+    rs = table[table["variant"] == "random_shooting"].iloc[0]
+    assert rs["cartpole_swingup"] == 200.0 and rs["cartpole_swingup_seeds"] == 2
+
+
+def test_reference_rows_equal_published(built):
+    _, out, _ = built
+    table = pd.read_csv(out / "table1.csv")
+    published = pd.read_csv(report.PUBLISHED_SCORES)
+    refs = table[table["kind"] == "reference"]
+    assert list(refs["method"]) == ["A3C", "D4PG", "PlaNet", "CEM + true simulator"]
+    assert list(refs["episodes"]) == [100_000, 100_000, 1_000, 0]
+    assert list(refs["env_steps"]) == [100_000_000, 100_000_000, 1_000_000, 0]
+    assert refs.index.min() > table[table["kind"] != "reference"].index.max()  # runs first, references after
+    paper = published[published["source"].str.startswith("PlaNet Table 1")].set_index("method")
+    for _, row in refs.iterrows():
+        for task in report.TASKS:
+            assert row[task] == paper.loc[row["method"], task]
+    assert refs.set_index("method").loc["PlaNet", "cartpole_swingup"] == 821
+
+
+def test_table_md_and_tex(built):
+    _, out, _ = built
+    md = (out / "table1.md").read_text()
+    assert "200 ± 100 (3)" in md and "500 ± 141 (2)" in md and "50 (1)" in md
+    assert "—" in md and "**published (reference)**" in md
+    planet_line = next(line for line in md.splitlines() if line.startswith("| PlaNet (RSSM)"))
+    assert "—" in planet_line  # cheetah_run
+    assert md.index("**published (reference)**") < md.index("| A3C")
+    tex = (out / "table1.tex").read_text()
+    assert r"200 $\pm$ 100 (3)" in tex and r"cartpole\_swingup" in tex
+    assert tex.count(r"\midrule") == 2  # header rule + the rule between runs and references
+    assert tex.index(r"\midrule", tex.index("Random shooting")) < tex.index("A3C")
+
+
+def test_figures_written(built):
+    _, out, result = built
+    figs = out / "figures"
+    names = ["curves", "curves_cartpole_swingup", "curves_reacher_easy", "curves_cheetah_run", "ablation_models",
+             "ablation_agents", "ablation_overshooting", "aggregate"]
+    for name in names:
+        for ext in (".png", ".pdf"):
+            path = figs / f"{name}{ext}"
+            assert path.is_file() and path.stat().st_size > 1000, path
+            assert str(path) in result["files"]
+    assert (figs / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Open-loop strips: variants with a strip only; two tasks stacked for planet.
+    from PIL import Image
+
+    with Image.open(figs / "openloop_planet.png") as img:
+        assert img.height == 2 * (20 + 128) and img.width == 80 + 640
+    assert (figs / "openloop_gru.png").is_file() and (figs / "openloop_ssm.png").is_file()
+    assert not (figs / "openloop_random_shooting.png").exists() and not (figs / "openloop_overshooting.png").exists()
+
+
+def test_curves_csv(built):
+    _, out, _ = built
+    curves = pd.read_csv(out / "curves.csv")
+    assert list(curves.columns) == ["variant", "task", "seed", "episodes", "env_steps", "return_mean", "return_std"]
+    # 8 complete runs x 2 eval points + the ssm run's single point (its partial last line skipped).
+    assert len(curves) == 8 * 2 + 1
+    row = curves[(curves["variant"] == "planet") & (curves["task"] == "cartpole_swingup") & (curves["seed"] == 2)
+                 & (curves["episodes"] == 2)].iloc[0]
+    assert (row["env_steps"], row["return_mean"], row["return_std"]) == (2 * EPISODE_STEPS, 150.0, 5.0)
+    assert not curves.duplicated(["variant", "task", "seed", "episodes"]).any()
+
+
+def test_metrics_json(built):
+    _, out, _ = built
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["planet"]["cartpole_swingup"] == {"mean": 200.0, "std": 100.0, "seeds": 3}
+    assert metrics["gru"]["cartpole_swingup"] == {"mean": 50.0, "std": None, "seeds": 1}
+    assert "cheetah_run" not in metrics["planet"] and "ssm" not in metrics
+
+
+def test_iqm_and_bootstrap():
+    scores = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    assert report.iqm(scores) == pytest.approx((0.3 + 0.4 + 0.5 + 0.6) / 4)  # middle 50%
+    assert report.iqm(scores[::-1]) == pytest.approx(0.45)
+    groups = [[0.1, 0.2, 0.3], [0.5, 0.6, 0.7], [0.9, 0.95]]
+    low, high = report.stratified_bootstrap_ci(groups, n_resamples=2000)
+    assert low <= report.iqm(np.concatenate(groups)) <= high and low < high
+    assert report.stratified_bootstrap_ci(groups, n_resamples=2000) == (low, high)  # seeded: deterministic
+    # Strata are kept: every resample has 3 + 3 + 2 values, so the IQM stays within the pooled range's middle.
+    assert 0.2 <= low and high <= 0.9
+    assert report.stratified_bootstrap_ci([[0.5, 0.5], [0.2, 0.2]]) == (0.35, 0.35)  # nothing varies
+    assert all(math.isnan(v) for v in report.stratified_bootstrap_ci([[0.1], [0.2]]))  # one seed per task
+
+
+def test_missing_runs_inferred_grid():
+    """Without an expected grid, every variant is expected on every task and seed found."""
+    runs = [report.Run("planet", "cartpole_swingup", 0, Path("a"), complete=True, final=1.0),
+            report.Run("planet", "reacher_easy", 1, Path("b"), complete=True, final=1.0),
+            report.Run("gru", "cartpole_swingup", 0, Path("c"), complete=False)]
+    missing = {(m["variant"], m["task"], m["seed"], m["status"]) for m in report.missing_runs(runs, None)}
+    assert missing == {("planet", "cartpole_swingup", 1, "absent"), ("planet", "reacher_easy", 0, "absent"),
+                       ("gru", "cartpole_swingup", 0, "incomplete"), ("gru", "cartpole_swingup", 1, "absent"),
+                       ("gru", "reacher_easy", 0, "absent"), ("gru", "reacher_easy", 1, "absent")}
+
+
+def test_aggregate(built):
+    _, out, result = built
+    agg = pd.read_csv(out / "aggregate.csv").set_index("variant")
+    # planet: scores 0.1, 0.2, 0.3 (cartpole) and 0.4, 0.6 (reacher); trim_mean(0.25) of 5 drops one each side.
+    assert agg.loc["planet", "iqm"] == pytest.approx(0.3)
+    assert agg.loc["planet", "runs"] == 5 and agg.loc["planet", "tasks"] == 2
+    assert agg.loc["planet", "ci_low"] <= 0.3 <= agg.loc["planet", "ci_high"]
+    assert math.isnan(agg.loc["gru", "ci_low"])  # one seed: no interval
+    assert {a["variant"] for a in result["aggregate"]} == {"planet", "gru", "random_shooting"}
+
+
+def test_readme(built):
+    _, out, result = built
+    text = (out / "README.md").read_text()
+    for line in ("planet / reacher_easy / seed 2: absent", "planet / cheetah_run / seed 0: absent",
+                 "ssm / cartpole_swingup / seed 0: incomplete"):
+        assert line in text
+    assert len(result["missing"]) == 5  # planet reacher s2 + cheetah s0-2, ssm cartpole s0
+    for png in sorted((out / "figures").glob("*.png")):
+        assert f"](figures/{png.name})" in text, png.name
+    assert "tiny runs" in text and "No learning is expected" in text
+    assert "On cartpole_swingup this pipeline's PlaNet reaches 200 ± 100 (seeds: 3) after 4 episodes vs the " \
+           "paper's 821 after 1,000" in text
+    assert (out / "table1.md").read_text().strip() in text
+
+
+def test_empty_results_and_cli(tmp_path, capsys):
+    """No runs at all: reference table and a README that says so, through the command line."""
+    (tmp_path / "results").mkdir()
+    grid = {"preset": "smoke", "tasks": ["cartpole_swingup"], "seeds": [0],
+            "variants": {"planet": {"label": "PlaNet", "family": "agents"}}}
+    assert report.main(["--results", str(tmp_path / "results"), "--out", str(tmp_path / "out"),
+                        "--grid-json", json.dumps(grid)]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] == 0
+    out = tmp_path / "out"
+    table = pd.read_csv(out / "table1.csv")
+    assert list(table["kind"]) == ["run", "reference", "reference", "reference", "reference"]
+    assert table["cartpole_swingup"].isna().iloc[0]
+    text = (out / "README.md").read_text()
+    assert "No runs were found" in text and "planet / cartpole_swingup / seed 0: absent" in text
+    assert "# PlaNet reproduction: preset smoke" in text
+    assert pd.read_csv(out / "curves.csv").empty and json.loads((out / "metrics.json").read_text()) == {}
+    for name in ("curves", "ablation_models", "ablation_agents", "ablation_overshooting", "aggregate"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 0
+        assert (out / "figures" / f"{name}.pdf").stat().st_size > 0
