@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-episodes", type=Path, metavar="DIR",
                    help="a `planet collect` output directory whose seed episodes this run starts from")
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="extra MLflow tag (repeatable)")
+    p.add_argument("--on-config-change", choices=["error", "archive"], default="error",
+                   help="if --out holds a run with another config: error (default), or archive = move it to "
+                        "OUT_PARENT/.replaced/ and start afresh (used by the pipeline after a parameter change)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = sub.add_parser("collect", help="collect the S random seed episodes of a run into a directory",
@@ -69,12 +72,31 @@ def build_parser() -> argparse.ArgumentParser:
                        "RUN/evaluation.json and logs test/* metrics to the run's MLflow run.")
     p.add_argument("--run", type=Path, required=True, help="run directory written by `planet train`")
     p.add_argument("--episodes", type=int, help="episodes (default: the run's eval.episodes)")
+    p.add_argument("--out", type=Path, help="result file (default: RUN/evaluation.json)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = sub.add_parser("config", help="print the resolved config of a task/preset/overrides as YAML",
                        description="Print the resolved config (defaults -> preset -> per-task -> overrides).")
     _add_run_args(p)
+
+    p = sub.add_parser("init-tracking", help="create the MLflow store and experiments once (before parallel jobs)",
+                       description="Create/upgrade the MLflow store and the named experiments under a file lock, so "
+                       "that parallel jobs never race on the schema. Writes a JSON of experiment ids.")
+    p.add_argument("--uri", help="tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--experiment", action="append", default=[], help="experiment name (repeatable)")
+    p.add_argument("--out", type=Path, help="write {experiment: id} JSON here")
+
+    p = sub.add_parser("manifest", help="write a JSON listing of files (pipeline stage outputs for DVC)",
+                       description="List files (directories expanded) with their size and a SHA-256 (files up to "
+                       "1 MB) or modification time (larger files) into one JSON, written atomically: a small "
+                       "stage output for DVC that changes whenever the listed results change.")
+    p.add_argument("--out", type=Path, required=True, help="manifest file to write")
+    p.add_argument("paths", nargs="+", type=Path, help="files or directories to list")
+
+    p = sub.add_parser("report", help="generate Table 1, figures and README from pipeline results", add_help=False)
+    p.add_argument("report_args", nargs=argparse.REMAINDER, help="arguments of `python -m planet.report --help`")
 
     p = sub.add_parser("bench", help="time the hot paths at paper sizes and print JSON",
                        description="Time one world-model update (B=50, L=50), one CEM plan (J=1000, I=10, H=12), "
@@ -87,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["report"]:  # its own parser (argparse cannot forward "--options" through a subparser)
+        from planet.report import main as report_main  # noqa: PLC0415
+
+        return report_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -122,7 +149,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         out = args.out or _default_out(cfg)
         print(f"planet: run directory {out}", file=sys.stderr)
         summary = Trainer(cfg, out, choose_device(args.device), init_episodes=args.init_episodes,
-                          progress=not args.no_progress, tags=tags).run()
+                          progress=not args.no_progress, tags=tags, on_config_change=args.on_config_change).run()
         print(json.dumps(summary, indent=2))
         return 0
     if args.command == "collect":
@@ -134,8 +161,30 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from planet.evaluate import evaluate_run  # noqa: PLC0415
 
-        result = evaluate_run(args.run, choose_device(args.device), args.episodes, progress=not args.no_progress)
+        if args.threads:
+            import torch  # noqa: PLC0415
+
+            torch.set_num_threads(args.threads)
+        result = evaluate_run(args.run, choose_device(args.device), args.episodes, progress=not args.no_progress,
+                              out=args.out)
         print(json.dumps(result, indent=2))
+        return 0
+    if args.command == "init-tracking":
+        from planet.tracking import get_or_create_experiment, init_store, resolve_tracking_uri  # noqa: PLC0415
+        from planet.utils import atomic_write_text  # noqa: PLC0415
+
+        uri = resolve_tracking_uri(args.uri)
+        init_store(uri)
+        ids = {name: get_or_create_experiment(name, uri) for name in args.experiment}
+        text = json.dumps({"tracking_uri": uri, "experiments": ids}, indent=2)
+        if args.out:
+            atomic_write_text(args.out, text)
+        print(text)
+        return 0
+    if args.command == "manifest":
+        from planet.utils import atomic_write_text, manifest  # noqa: PLC0415
+
+        atomic_write_text(args.out, json.dumps(manifest(args.paths), indent=1, sort_keys=True))
         return 0
     if args.command == "bench":
         import torch  # noqa: PLC0415

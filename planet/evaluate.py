@@ -12,8 +12,10 @@ from planet.train import evaluate, load_model, run_tracking_uri
 from planet.utils import atomic_write_text
 
 
-def evaluate_run(run_dir: Path, device: torch.device, episodes: int | None = None, progress: bool = True) -> dict:
-    """Evaluate RUN's model on `episodes` test-split episodes; write RUN/evaluation.json; log test/* metrics."""
+def evaluate_run(run_dir: Path, device: torch.device, episodes: int | None = None, progress: bool = True,
+                 out: Path | None = None) -> dict:
+    """Evaluate RUN's model on `episodes` test-split episodes; write `out` (default RUN/evaluation.json) and log
+    test/* metrics and the file to the run's MLflow run."""
     run_dir = Path(run_dir)
     cfg, model = load_model(run_dir, device)
     episodes = episodes or cfg.eval.episodes
@@ -30,12 +32,13 @@ def evaluate_run(run_dir: Path, device: torch.device, episodes: int | None = Non
         "train_episodes": counters.get("episodes"), "env_steps": counters.get("env_steps"),
         "complete": (run_dir / "summary.json").exists(),
     }
-    atomic_write_text(run_dir / "evaluation.json", json.dumps(result, indent=2))
+    out = Path(out) if out else run_dir / "evaluation.json"
+    atomic_write_text(out, json.dumps(result, indent=2))
     tracker = Tracker(run_dir, experiment=cfg.run.experiment, run_name=f"{cfg.task}-{cfg.model.kind}-seed{cfg.seed}",
                       params=cfg.to_dict(), tags={}, enabled=cfg.run.mlflow,
                       tracking_uri=run_tracking_uri(run_dir))  # the training run's store, whatever the cwd
     with tracker:
         tracker.log_metrics({"test/return_mean": result["return_mean"], "test/return_std": result["return_std"]},
                             step=int(counters.get("env_steps") or 0))
-        tracker.log_artifact(run_dir / "evaluation.json")
+        tracker.log_artifact(out)
     return result

@@ -193,7 +193,7 @@ def collect_runs(results: Path) -> list[Run]:
         return runs
     for variant_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for task_dir in sorted(p for p in variant_dir.iterdir() if p.is_dir()):
-            for seed_dir in sorted(p for p in task_dir.iterdir() if p.is_dir()):
+            for seed_dir in sorted(p for p in task_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
                 match = re.fullmatch(r"seed(\d+)", seed_dir.name)
                 if match is None:
                     log.warning("%s: not a seedN directory; ignored", seed_dir)
@@ -1021,7 +1021,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="variant that is a model-free baseline trained here (repeatable)")
     p.add_argument("--title", help="report title")
     p.add_argument("--published", type=Path, default=PUBLISHED_SCORES, help="published scores CSV")
+    p.add_argument("--mlflow-experiment", metavar="NAME",
+                   help="also log the report's files as artifacts of a run in this MLflow experiment (its JSON "
+                        "bookkeeping goes to RESULTS/report_run/)")
     return p
+
+
+def log_report(out: Path, results: Path, experiment: str, tags: dict[str, str]) -> None:
+    """Log every file of the report as artifacts of one MLflow run (run files under RESULTS/report_run/)."""
+    from planet.tracking import Tracker  # noqa: PLC0415
+
+    with Tracker(Path(results) / "report_run", experiment=experiment, run_name=f"report-{tags.get('preset', '')}",
+                 params={"results": str(results), "out": str(out)}, tags=tags) as tracker:
+        tracker.log_artifact(Path(out), "report")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1033,13 +1045,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     grid = _load_json_arg(args.grid_json) or {}
     variants = _load_json_arg(args.variants_json) or grid.get("variants")
-    expected = _load_json_arg(args.expected_json)
+    expected = _load_json_arg(args.expected_json) or grid.get("expected")
     if expected is None and grid.get("tasks") and grid.get("variants"):
         expected = {v: {"tasks": list(grid["tasks"]), "seeds": list(grid.get("seeds", []))} for v in grid["variants"]}
     title = args.title or (f"PlaNet reproduction: preset {grid['preset']}" if grid.get("preset")
                            else "PlaNet reproduction: results")
     result = build_report(args.results, args.out, variants=variants, baselines=args.baseline, title=title,
                           expected=expected, published=args.published)
+    if args.mlflow_experiment:
+        tags = {"kind": "report", **({"preset": str(grid["preset"])} if grid.get("preset") else {})}
+        log_report(args.out, args.results, args.mlflow_experiment, tags)
     print(json.dumps({"out": str(args.out), "runs": result["runs"], "files": len(result["files"]),
                       "missing": len(result["missing"])}))
     return 0

@@ -160,13 +160,16 @@ class Trainer:
     """One run. `Trainer(config, run_dir).run()` starts it or resumes it from its checkpoint."""
 
     def __init__(self, config: Config, run_dir: Path, device: torch.device, init_episodes: Path | None = None,
-                 progress: bool = True, tags: dict | None = None):
+                 progress: bool = True, tags: dict | None = None, on_config_change: str = "error"):
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = device
         self.init_episodes = init_episodes
         self.progress = progress
         self.extra_tags = tags or {}
+        if on_config_change not in ("error", "archive"):
+            raise ValueError(f"on_config_change must be 'error' or 'archive', got {on_config_change!r}")
+        self.on_config_change = on_config_change
         self.counters = Counters()
 
     # ---- setup
@@ -176,15 +179,27 @@ class Trainer:
         if path.exists():
             old = config_lib.load(path)
             changed = config_lib.diff(old, self.config)
-            if changed:
+            if changed and self.on_config_change == "archive":
+                self._archive(old)
+            elif changed:
                 lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changed.items()))
                 raise ConfigError(
                     f"{self.run_dir} holds a run with a different config ({lines}); use another --out directory, "
-                    "or the same settings to resume it"
+                    "the same settings to resume it, or --on-config-change archive to set the old run aside"
                 )
-        else:
+            else:
+                return
+        if not path.exists():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config_lib.save(self.config, path)
+
+    def _archive(self, old: Config) -> None:
+        """Move a run made with another config to RUN_PARENT/.replaced/NAME-OLDHASH-TIME (nothing is deleted)."""
+        dest = self.run_dir.parent / ".replaced" / f"{self.run_dir.name}-{old.digest()}-{time.strftime('%Y%m%d%H%M%S')}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.run_dir.rename(dest)
+        log.warning("config changed: moved the old run %s to %s", self.run_dir, dest)
+        self.run_dir.mkdir(parents=True)
 
     def _setup(self) -> None:
         cfg = self.config

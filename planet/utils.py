@@ -72,3 +72,26 @@ def choose_device(name: str | None = None) -> torch.device:
             raise RuntimeError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__})")
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def manifest(paths: list[Path], small: int = 1 << 20) -> dict[str, dict]:
+    """{path: {size, sha256 | mtime_ns}} for files under `paths`; temp and hidden entries are skipped."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += [p for p in sorted(path.rglob("*")) if p.is_file()
+                      and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"manifest: {path} does not exist")
+    out = {}
+    for f in files:
+        st = f.stat()
+        entry: dict = {"size": st.st_size}
+        if st.st_size <= small:
+            entry["sha256"] = hashlib.sha256(f.read_bytes()).hexdigest()
+        else:
+            entry["mtime_ns"] = st.st_mtime_ns
+        out[str(f)] = entry
+    return out

@@ -1,0 +1,110 @@
+# Config validation and the job grid. Nothing here runs a job.
+
+import json
+import os
+import shlex
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from planet import config as agent_config
+from planet.tracking import resolve_tracking_uri
+
+validate(config, "../schemas/config.schema.yaml")
+
+PRESET = str(config["preset"])
+if PRESET not in config["presets"]:
+    raise ValueError(
+        f"config: unknown preset '{PRESET}'; valid presets: {', '.join(config['presets'])} "
+        "(choose with --config preset=NAME)"
+    )
+P = config["presets"][PRESET]
+for _v in P["variants"]:
+    if _v not in config["variants"]:
+        raise ValueError(
+            f"config: preset '{PRESET}' lists unknown variant '{_v}'; valid variants: {', '.join(config['variants'])}"
+        )
+for _v in P.get("variant_overrides", {}):
+    if _v not in config["variants"]:
+        raise ValueError(f"config: presets.{PRESET}.variant_overrides names unknown variant '{_v}'")
+
+RESULTS = f"results/{PRESET}"
+REPORT_DIR = f"reports/{PRESET}"
+TASKS = list(P["tasks"])
+# Ablations (every variant not in the `agents` family) may run on fewer tasks than the agent itself.
+ABLATION_TASKS = list(P.get("ablation_tasks", TASKS))
+for _t in ABLATION_TASKS:
+    if _t not in TASKS:
+        raise ValueError(f"config: presets.{PRESET}.ablation_tasks: '{_t}' is not in its tasks {TASKS}")
+SEEDS = [int(s) for s in P["seeds"]]
+VARIANTS = list(P["variants"])
+TRACKING_URI = resolve_tracking_uri(config["tracking_uri"])
+
+wildcard_constraints:
+    task="|".join(TASKS),
+    variant="|".join(config["variants"]),
+    seed=r"\d+",
+
+
+def experiment(variant: str) -> str:
+    return f"planet-{config['variants'][variant]['family']}"
+
+
+def overrides(variant: str) -> dict:
+    """Agent-config overrides of one variant in this preset: preset-wide, then variant, then preset x variant."""
+    out = dict(P.get("overrides", {}))
+    out.update(config["variants"][variant]["overrides"])
+    out.update(P.get("variant_overrides", {}).get(variant, {}))
+    out["run.experiment"] = experiment(variant)
+    return out
+
+
+def override_args(variant: str) -> str:
+    return " ".join(shlex.quote(f"{k}={json.dumps(v)}") for k, v in overrides(variant).items())
+
+
+def resolved(variant: str, task: str, seed: int) -> agent_config.Config:
+    """The agent config of one job, validated now so that a bad key fails the DAG, naming the job."""
+    items = [f"{k}={json.dumps(v)}" for k, v in overrides(variant).items()]
+    try:
+        return agent_config.resolve(task, P["agent_preset"], int(seed), items)
+    except ValueError as exc:
+        raise ValueError(f"config: variant '{variant}', task '{task}' (preset '{PRESET}'): {exc}") from None
+
+
+def variant_tasks(variant: str) -> list[str]:
+    return TASKS if config["variants"][variant]["family"] == "agents" else ABLATION_TASKS
+
+
+# Validate every (variant, task) of the grid up front.
+for _v in VARIANTS:
+    for _t in variant_tasks(_v):
+        resolved(_v, _t, SEEDS[0])
+
+
+def seed_settings(task: str, seed: int) -> str:
+    """What the seed episodes depend on (params of the collect rule: a change reruns it, nothing else does)."""
+    cfg = resolved("planet", task, seed)
+    return json.dumps({"env": cfg.to_dict()["env"], "seed_episodes": cfg.train.seed_episodes}, sort_keys=True)
+
+
+def run_dir(variant, task, seed) -> str:
+    return f"{RESULTS}/runs/{variant}/{task}/seed{seed}"
+
+
+def eval_file(variant, task, seed) -> str:
+    return f"{RESULTS}/eval/{variant}/{task}/seed{seed}.json"
+
+
+def grid(pattern) -> list[str]:
+    return [pattern(v, t, s) for v in VARIANTS for t in variant_tasks(v) for s in SEEDS]
+
+
+def stage_manifest(stage: str) -> str:
+    """The small file a DVC stage tracks as its output (lists the stage's results; see dvc.yaml)."""
+    return f"{RESULTS}/stages/{stage}.json"
+
+
+def report_files() -> list[str]:
+    return [f"{REPORT_DIR}/table1.md", f"{REPORT_DIR}/metrics.json", f"{REPORT_DIR}/curves.csv",
+            f"{REPORT_DIR}/README.md"]

@@ -1,0 +1,35 @@
+# Table 1, learning curves, ablation figures, open-loop strips and the aggregate, generated from the run files
+# (never from MLflow), then logged as artifacts of a run in the planet-reports MLflow experiment.
+
+
+rule report:
+    input:
+        evals=grid(eval_file),
+        summaries=grid(lambda v, t, s: f"{run_dir(v, t, s)}/summary.json"),
+        published=PUBLISHED_SCORES,
+    output:
+        report_files(),
+    log:
+        f"{RESULTS}/logs/report.log",
+    params:
+        uri=TRACKING_URI,
+        results=lambda wc, input: str(Path(input.evals[0]).parents[3]),  # RESULTS, derived from an input
+        out=lambda wc, output: os.path.dirname(output[0]),
+        grid=json.dumps(
+            {
+                "preset": PRESET,
+                "agent_preset": P["agent_preset"],
+                "tasks": TASKS,
+                "seeds": SEEDS,
+                "variants": {v: config["variants"][v] for v in VARIANTS},
+                "expected": {v: {"tasks": variant_tasks(v), "seeds": SEEDS} for v in VARIANTS},
+            },
+            sort_keys=True,
+        ),
+    threads: 1
+    conda:
+        "../envs/planet.yaml"
+    localrule: True
+    shell:
+        "MLFLOW_TRACKING_URI={params.uri:q} planet report --results {params.results:q} --grid-json {params.grid:q} "
+        "--out {params.out:q} --mlflow-experiment planet-reports > {log:q} 2>&1"
