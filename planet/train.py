@@ -379,6 +379,7 @@ class Trainer:
                    disable=not self.progress)
         if c.episodes == 0 and self.init_episodes:
             self._import_seed_episodes()
+            self.save_checkpoint()  # a resume must not import them twice
             bar.update(c.episodes)
         while c.episodes < cfg.train.seed_episodes:
             ret = self.collect(c.episodes, "random")

@@ -9,6 +9,7 @@ rule report:
         published=PUBLISHED_SCORES,
     output:
         report_files(),
+        directory(f"{REPORT_DIR}/figures"),
     log:
         f"{RESULTS}/logs/report.log",
     params:

@@ -1,0 +1,286 @@
+"""The Snakemake/DVC pipeline: dry-run job counts, lint, DVC <-> Snakemake agreement, config errors, and the
+smoke pipeline end to end with an interruption (the CI run of `snakemake --cores 2 --config preset=smoke`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE_FILES = ["Snakefile", "workflow", "params", "profiles", "dvc.yaml", "planet/data/published_scores.csv"]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def copy_pipeline(dest: Path) -> Path:
+    for name in PIPELINE_FILES:
+        src = ROOT / name
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target)
+        else:
+            shutil.copy(src, target)
+    return dest
+
+
+def snakemake(cwd: Path, *args: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        # the paper: 6 tasks x 5 seeds of seed episodes; 7 variants x 6 tasks x 5 seeds of training/evaluation
+        ("paper", {"collect_seed_episodes": 30, "train": 210, "evaluate": 210, "report": 1, "init_tracking": 1}),
+        # cpu: cartpole x 3 seeds; planet, gru, ssm
+        ("cpu", {"collect_seed_episodes": 3, "train": 9, "evaluate": 9, "report": 1, "init_tracking": 1}),
+        # smoke: planet on six tasks + six ablations on cartpole, one seed
+        ("smoke", {"collect_seed_episodes": 6, "train": 12, "evaluate": 12, "report": 1, "init_tracking": 1}),
+    ],
+)
+def test_dry_run_lists_the_expected_jobs(tmp_path, preset, expected):
+    proc = snakemake(copy_pipeline(tmp_path), "-n", "--cores", "8", "--config", f"preset={preset}")
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert {k: counts.get(k) for k in expected} == expected
+    # the stage targets DVC calls come on top: seeds/train_all/evaluate_all are manifests of the same jobs
+    assert counts["all"] == 1
+
+
+def test_default_target_is_the_paper_grid(tmp_path):
+    proc = snakemake(copy_pipeline(tmp_path), "-n", "--cores", "8")
+    assert job_counts(proc.stdout + proc.stderr)["train"] == 210
+
+
+def test_lint_is_clean(tmp_path):
+    proc = snakemake(copy_pipeline(tmp_path), "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (lambda c: c.update(preset="nope"), r"unknown preset 'nope'; valid presets: .*smoke.*--config preset=NAME"),
+        (lambda c: c["presets"]["smoke"]["tasks"].append("walker_run"), r"walker_run"),
+        (lambda c: c["variants"]["gru"]["overrides"].update({"model.knd": "gru"}),
+         r"variant 'gru', task '\w+' \(preset 'smoke'\).*unknown config key 'model\.knd'"),
+        (lambda c: c["presets"]["smoke"]["variants"].append("dreamer"), r"unknown variant 'dreamer'"),
+        (lambda c: c["presets"]["smoke"].update(seed=[0]), r"Additional properties are not allowed \('seed'"),
+    ],
+)
+def test_bad_config_fails_with_a_clear_message(tmp_path, edit, pattern):
+    root = copy_pipeline(tmp_path)
+    path = root / "params" / "pipeline.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["preset"] = "smoke"
+    edit(cfg)
+    path.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(root, "-n", "--cores", "1", check=False)
+    assert proc.returncode != 0
+    assert re.search(pattern, proc.stdout + proc.stderr), (proc.stdout + proc.stderr)[-2000:]
+
+
+def _dvc_stages() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def _resolve_dvc(text: str, preset: str) -> str:
+    return text.replace("${preset}", preset)
+
+
+def _lookup(tree: dict, dotted: str):
+    node = tree
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def test_dvc_stages_and_snakemake_targets_agree(tmp_path):
+    """Each DVC stage runs one Snakemake target whose output is the stage's tracked output; deps chain the same
+    way in both; every tracked parameter exists; nothing of the grid is written in dvc.yaml."""
+    root = copy_pipeline(tmp_path)
+    preset = yaml.safe_load((ROOT / "params" / "pipeline.yaml").read_text())["preset"]
+    params = {f: yaml.safe_load((ROOT / f).read_text()) for f in ("params/pipeline.yaml", "params/presets.yaml")}
+    stages = _dvc_stages()
+    assert list(stages) == ["seeds", "train", "evaluate", "report"]
+    for name, stage in stages.items():
+        cmd = stage["cmd"].split()
+        assert cmd[:2] == ["snakemake", "--cores"], stage["cmd"]
+        target = cmd[-1]
+        outs = [_resolve_dvc(next(iter(o)) if isinstance(o, dict) else o, preset) for o in stage.get("outs", [])]
+        outs += [_resolve_dvc(next(iter(o)), preset) for o in stage.get("metrics", []) + stage.get("plots", [])]
+        # the target's own outputs are exactly what DVC tracks (or lie inside a tracked directory)
+        proc = snakemake(root, "-n", "--cores", "1", target, "--quiet", "rules")
+        summary = snakemake(root, "--summary", "--cores", "1", target).stdout
+        produced = [line.split("\t")[0] for line in summary.splitlines()[1:] if "\t" in line]
+        own = {line.split("\t")[0] for line in summary.splitlines()[1:]
+               if "\t" in line and line.split("\t")[2] == _target_rule(target)}
+        assert own, f"stage {name}: target {target} produces nothing ({proc.stdout[-500:]})"
+        for path in own:
+            assert any(path == o or path.startswith(o.rstrip("/") + "/") for o in outs), (name, path, outs)
+        for o in outs:
+            assert any(p == o or p.startswith(o.rstrip("/") + "/") for p in produced), (name, o)
+        for dep in stage.get("deps", []):
+            dep = _resolve_dvc(dep, preset)
+            assert (ROOT / dep).exists() or dep.startswith(f"results/{preset}/stages/"), (name, dep)
+        for entry in stage.get("params", []):
+            for file, keys in entry.items():
+                for key in keys:
+                    _lookup(params[file], _resolve_dvc(key, preset))  # KeyError = drift
+    # the upstream manifest each stage depends on is the output of the previous stage
+    for down, up in (("train", "seeds"), ("evaluate", "train")):
+        assert stages[down]["deps"][0] == next(iter(stages[up]["outs"][0])), (down, up)
+    # the grid lives in params/pipeline.yaml only
+    text = (ROOT / "dvc.yaml").read_text()
+    assert "cartpole_swingup" not in text and "seed0" not in text
+
+
+def _target_rule(target: str) -> str:
+    return {"seeds": "seeds", "train_all": "train_all", "evaluate_all": "evaluate_all", "report": "report"}[target]
+
+
+def test_seed_stage_does_not_track_planner_keys():
+    """Editing the CEM horizon must rerun training, evaluation and the report, but not seed collection."""
+    stages = _dvc_stages()
+    seed_keys = [k for e in stages["seeds"]["params"] for keys in e.values() for k in keys]
+    assert not any("planner" in k for k in seed_keys)
+    train_keys = {k for e in stages["train"]["params"] for keys in e.values() for k in keys}
+    assert {"paper", "cpu", "debug"} <= train_keys  # whole agent presets: the horizon included
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The smoke pipeline end to end, interrupted once.
+
+
+def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_end_to_end_with_an_interruption(tmp_path):
+    root = copy_pipeline(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    runs = root / "results" / "smoke" / "runs"
+
+    def snapshot() -> tuple[list[Path], list[Path]]:
+        """(finished runs, runs early in training: checkpointed at the end of the seed episodes, not finished)."""
+        finished = [p.parent for p in runs.glob("*/*/seed*/summary.json")]
+        early = []
+        for p in runs.glob("*/*/seed*/progress.json"):
+            try:
+                episodes = json.loads(p.read_text())["episodes"]
+            except (OSError, ValueError):
+                continue
+            if episodes <= 2 and p.parent not in finished:  # debug preset: 2 seed episodes of 4
+                early.append(p.parent)
+        return finished, early
+
+    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--config", "preset=smoke"], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state: dict = {}
+
+    def ready() -> bool:
+        state["finished"], state["early"] = snapshot()
+        return bool(state["finished"] and state["early"])
+
+    assert _wait_for(ready, 400, proc), "no training job was caught early in its run"
+    finished_before = {p / "summary.json": (p / "summary.json").stat().st_mtime_ns for p in state["finished"]}
+    in_progress = state["early"]
+    # The hardest interruption: the session dies, snakemake and its jobs with it (SIGKILL to the process group).
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    for run in in_progress:
+        assert not (run / "summary.json").exists()
+
+    snakemake(root, "--unlock")  # a killed snakemake leaves its lock behind (README: Interruptions)
+    out = snakemake(root, "--cores", "2", "--config", "preset=smoke", timeout=900)
+    log = out.stdout + out.stderr
+    # finished jobs were kept, not rerun
+    for path, mtime in finished_before.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path} was recomputed"
+    # interrupted training continued from its checkpoint
+    train_logs = {run: (root / "results/smoke/logs/train" / run.relative_to(runs)).with_suffix(".log")
+                  for run in in_progress}
+    assert any("resumed" in p.read_text() for p in train_logs.values()), log[-3000:]
+
+    report = root / "reports" / "smoke"
+    for name in ["table1.md", "table1.tex", "table1.csv", "README.md", "metrics.json", "curves.csv"]:
+        assert (report / name).stat().st_size > 0, name
+    for fig in ["curves", "ablation_models", "ablation_agents", "ablation_overshooting", "aggregate"]:
+        for ext in ("png", "pdf"):
+            assert (report / "figures" / f"{fig}.{ext}").stat().st_size > 0
+    assert (report / "figures" / "openloop_planet.png").exists()
+    table = (report / "table1.csv").read_text()
+    for row in ["PlaNet (RSSM)", "Stochastic (SSM)", "Random shooting", "A3C", "D4PG", "CEM + true simulator"]:
+        assert row in table
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics["planet"]) == {"cartpole_swingup", "reacher_easy", "cheetah_run", "finger_spin", "cup_catch",
+                                      "walker_walk"}
+    assert set(metrics["gru"]) == {"cartpole_swingup"}
+    readme = (report / "README.md").read_text()
+    assert "figures/curves.png" in readme and "ablation_agents.png" in readme
+
+    # MLflow: one store, experiments per family, every run tagged
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    names = {e.name: e.experiment_id for e in client.search_experiments()}
+    assert {"planet-agents", "planet-ablations", "planet-reports"} <= set(names)
+    agent_runs = client.search_runs([names["planet-agents"]])
+    ablation_runs = client.search_runs([names["planet-ablations"]])
+    assert len(agent_runs) == 6 and len(ablation_runs) == 6
+    for run in agent_runs + ablation_runs:
+        tags = run.data.tags
+        assert {"task", "seed", "preset", "variant", "pipeline_preset", "params_hash"} <= set(tags), tags
+        assert tags["pipeline_preset"] == "smoke" and tags["preset"] == "debug"
+        assert "test/return_mean" in run.data.metrics and "eval/return_mean" in run.data.metrics
+    report_runs = client.search_runs([names["planet-reports"]])
+    assert len(report_runs) == 1
+    artifacts = [a.path for a in client.list_artifacts(report_runs[0].info.run_id, "report")]
+    assert "report/table1.md" in artifacts
+
+    # a second invocation has nothing to do
+    again = snakemake(root, "-n", "--cores", "2", "--config", "preset=smoke")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_slurm_profile_dry_run(tmp_path):
+    """The cluster profile resolves: train jobs go to SLURM with a GPU."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    proc = snakemake(copy_pipeline(tmp_path), "-n", "--workflow-profile", "profiles/slurm", "--config", "preset=cpu")
+    out = proc.stdout + proc.stderr
+    assert job_counts(out)["train"] == 9
+    train_block = out.split("rule train:")[1].split("\n\n")[0]
+    assert "slurm_partition=gpu" in train_block and "gres=gpu:1" in train_block and "gpu=0" not in train_block
