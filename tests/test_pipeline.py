@@ -139,7 +139,7 @@ def test_dvc_stages_and_snakemake_targets_agree(tmp_path):
         summary = snakemake(root, "--summary", "--cores", "1", target).stdout
         produced = [line.split("\t")[0] for line in summary.splitlines()[1:] if "\t" in line]
         own = {line.split("\t")[0] for line in summary.splitlines()[1:]
-               if "\t" in line and line.split("\t")[2] == _target_rule(target)}
+               if "\t" in line and line.split("\t")[2] == target}
         assert own, f"stage {name}: target {target} produces nothing ({proc.stdout[-500:]})"
         for path in own:
             assert any(path == o or path.startswith(o.rstrip("/") + "/") for o in outs), (name, path, outs)
@@ -158,10 +158,6 @@ def test_dvc_stages_and_snakemake_targets_agree(tmp_path):
     # the grid lives in params/pipeline.yaml only
     text = (ROOT / "dvc.yaml").read_text()
     assert "cartpole_swingup" not in text and "seed0" not in text
-
-
-def _target_rule(target: str) -> str:
-    return {"seeds": "seeds", "train_all": "train_all", "evaluate_all": "evaluate_all", "report": "report"}[target]
 
 
 def test_seed_stage_does_not_track_planner_keys():
