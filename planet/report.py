@@ -98,6 +98,7 @@ class Run:
     episodes: int | None = None  # collected training episodes
     env_steps: int | None = None
     planned_episodes: int | None = None  # config train.episodes
+    episode_env_steps: int | None = None  # config env.episode_env_steps (the paper's episodes are 1000 env steps)
     preset: str | None = None
     curve: pd.DataFrame = field(default_factory=pd.DataFrame)
     openloop: Path | None = None
@@ -179,6 +180,8 @@ def read_run(results: Path, variant: str, task: str, seed: int, path: Path) -> R
         last.get("env_steps") if len(run.curve) else None)
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
     run.planned_episodes = _int(train.get("episodes"))
+    env = config.get("env") if isinstance(config.get("env"), dict) else {}
+    run.episode_env_steps = _int(env.get("episode_env_steps"))
     run.preset = summary.get("preset") or config.get("preset") or evaluation.get("preset")
     strip = path / "eval" / "openloop.png"
     run.openloop = strip if strip.is_file() and strip.stat().st_size > 0 else None
@@ -714,7 +717,8 @@ def _table_paragraph(runs: Sequence[Run], stats: Mapping, tasks: Sequence[str], 
         paper, d4pg = _paper_value(published, "PlaNet", task), _paper_value(published, "D4PG", task)
         text = (f"On {task} this pipeline's PlaNet reaches {_stats_text(planet[task])} after {episodes[task]:,} "
                 f"episodes vs the paper's {_fmt_num(paper)} after 1,000 (D4PG {_fmt_num(d4pg)} after 100,000)")
-        if task in RANDOM_RETURNS:
+        lengths = {r.episode_env_steps for r in runs if r.variant == "planet" and r.task == task}
+        if task in RANDOM_RETURNS and lengths and lengths <= {1000}:
             above = planet[task]["mean"] > RANDOM_RETURNS[task]
             text += (f"; a random policy scores about {RANDOM_RETURNS[task]}, so this is "
                      f"{'above' if above else 'not above'} random")

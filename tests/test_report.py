@@ -227,6 +227,21 @@ def test_readme(built):
     assert "On cartpole_swingup this pipeline's PlaNet reaches 200 ± 100 (seeds: 3) after 4 episodes vs the " \
            "paper's 821 after 1,000" in text
     assert (out / "table1.md").read_text().strip() in text
+    # debug episodes are 160 env steps: the 1000-step random-policy score is not a fair comparison there
+    assert "random policy" not in text
+
+
+@pytest.mark.parametrize("length, expected", [(1000, "not above random"), (160, None)])
+def test_random_comparison_only_for_full_episodes(length, expected):
+    runs = [report.Run("planet", "cartpole_swingup", 0, Path("x"), complete=True, final=100.0, episodes=50,
+                       episode_env_steps=length)]
+    stats = {"planet": {"cartpole_swingup": {"mean": 100.0, "std": float("nan"), "n": 1}}}
+    text = report._table_paragraph(runs, stats, ["cartpole_swingup"], report.load_published())
+    assert "after 50 episodes" in text
+    if expected is None:
+        assert "random policy" not in text
+    else:
+        assert f"a random policy scores about 120, so this is {expected}" in text
 
 
 def test_empty_results_and_cli(tmp_path, capsys):
