@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from planet import utils
 from planet.config import LossConfig, ModelConfig
 from planet.models import WorldModel, preprocess
 from planet.planner import cem, latent_objective
@@ -135,6 +136,7 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3) -> di
         or platform.machine(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "retain_freed_memory": utils.RETAINING_FREED_MEMORY,
         "quick": quick,
         "repeats": repeats,
         "update": update,

@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("absl", "OpenGL"):  # backend chatter at INFO on every start
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from planet.envs import setup_rendering  # noqa: PLC0415
+    from planet.utils import retain_freed_memory  # noqa: PLC0415
 
+    retain_freed_memory()  # before the first large tensor (see its docstring)
     setup_rendering()  # before anything imports dm_control
     from planet.config import ConfigError  # noqa: PLC0415
 

@@ -119,10 +119,14 @@ class Encoder(nn.Module):
         self.net = nn.Sequential(*layers)
         self.embed_size = 8 * depth * 2 * 2
 
+        # channels-last (NHWC) weights and activations: oneDNN's fast convolution layout on CPU, cuDNN's for
+        # tensor cores. `preprocess` already yields NHWC-strided images, so the input costs no copy.
+        self.to(memory_format=torch.channels_last)
+
     def forward(self, image: Tensor) -> Tensor:
         lead = image.shape[:-3]
         assert image.shape[-3:] == (3, 64, 64), f"Encoder expects [..., 3, 64, 64], got {tuple(image.shape)}"
-        out = self.net(image.reshape(-1, 3, 64, 64))
+        out = self.net(image.reshape(-1, 3, 64, 64).contiguous(memory_format=torch.channels_last))
         return out.reshape(*lead, self.embed_size)
 
 
@@ -143,10 +147,18 @@ class Decoder(nn.Module):
             nn.ConvTranspose2d(depth, 3, 6, 2),
         )
 
+        # (Unlike the encoder, the decoder stays in the default NCHW layout: its transposed convolutions are as fast
+        # there, and channels-last made the ReLU backward ~20x slower through mixed layouts; measured on CPU.)
+
     def forward(self, features: Tensor) -> Tensor:
         lead = features.shape[:-1]
-        x = self.dense(features).reshape(-1, self.dense.out_features, 1, 1)
-        return self.net(x).reshape(*lead, 3, 64, 64)
+        x = self.dense(features).reshape(-1, self.dense.out_features)
+        # The first deconvolution sees a 1x1 input, so it is one matrix multiply (the same parameters and function
+        # as ConvTranspose2d, 4-8x faster on CPU): out[n, c, i, j] = b[c] + sum_k x[n, k] W[k, c, i, j].
+        first: nn.ConvTranspose2d = self.net[0]
+        k, cout = first.kernel_size[0], first.out_channels
+        x = torch.addmm(first.bias.repeat_interleave(k * k), x, first.weight.reshape(first.in_channels, -1))
+        return self.net[1:](x.reshape(-1, cout, k, k)).reshape(*lead, 3, 64, 64)
 
 
 class State(NamedTuple):

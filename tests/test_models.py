@@ -93,6 +93,35 @@ def test_encoder_decoder_shapes():
         enc(torch.zeros(2, 64, 64, 3))
 
 
+def test_fast_paths_compute_the_plain_layers():
+    """Speed work keeps the function: the encoder's channels-last layout and the decoder's first deconvolution
+    done as a matrix multiply give the plain NCHW layers' outputs (and gradients) to float32 rounding."""
+    import torch.nn.functional as F  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    enc, dec = Encoder(4), Decoder(11, 4)
+    image = torch.rand(2, 3, 3, 64, 64, generator=gen()) - 0.5
+    x = image.reshape(-1, 3, 64, 64).contiguous()
+    for conv in enc.net[::2]:
+        x = F.relu(F.conv2d(x, conv.weight.contiguous(), conv.bias, 2))
+    torch.testing.assert_close(enc(image), x.reshape(2, 3, -1), rtol=1e-5, atol=1e-5)
+
+    feats = torch.randn(2, 3, 11, generator=gen(1), requires_grad=True)
+    fast = dec(feats)
+    plain = dec.net(dec.dense(feats).reshape(-1, 16 * 8, 1, 1)).reshape(2, 3, 3, 64, 64)  # ConvTranspose2d on 1x1
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    g_fast, g_plain = (torch.autograd.grad(out.square().sum(), [feats, dec.net[0].weight]) for out in (fast, plain))
+    for a, b in zip(g_fast, g_plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_retain_freed_memory_is_optional(monkeypatch):
+    from planet import utils  # noqa: PLC0415
+
+    monkeypatch.setenv("PLANET_RETAIN_FREED_MEMORY", "0")
+    assert utils.retain_freed_memory() is False
+
+
 @pytest.mark.parametrize(("kind", "feature_size"), [("rssm", 11), ("gru", 11), ("ssm", 3)])
 def test_variants_share_one_interface(kind, feature_size):
     model = WorldModel(ModelConfig(**{**TINY.__dict__, "kind": kind}), action_dim=2)
