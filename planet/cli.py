@@ -95,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="manifest file to write")
     p.add_argument("paths", nargs="+", type=Path, help="files or directories to list")
 
+    p = sub.add_parser("baseline", help="run a baseline: SAC from pixels, or CEM with the true simulator",
+                       description="sac: Stable-Baselines3 SAC on the same pixel environment and env-step budget "
+                       "as the agent preset, evaluated noise-free on the same 'test' seeds as `planet evaluate`. "
+                       "simulator: CEM planning (the preset's H, I, J, K) on copies of the true physics, the "
+                       "paper's upper bound, on the same seeds. Settings: params/baselines.yaml (keys sac.*, "
+                       "simulator.*); overrides KEY=VALUE come last.")
+    p.add_argument("kind", choices=["sac", "simulator"])
+    _add_run_args(p)
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--device", default="auto", help="SAC's torch device: auto (default), cpu, cuda")
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="extra MLflow tag (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress output")
+
     p = sub.add_parser("report", help="generate Table 1, figures and README from pipeline results", add_help=False)
     p.add_argument("report_args", nargs=argparse.REMAINDER, help="arguments of `python -m planet.report --help`")
 
@@ -187,6 +200,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         from planet.utils import atomic_write_text, manifest  # noqa: PLC0415
 
         atomic_write_text(args.out, json.dumps(manifest(args.paths), indent=1, sort_keys=True))
+        return 0
+    if args.command == "baseline":
+        from planet import baselines  # noqa: PLC0415
+
+        tags = dict(t.split("=", 1) for t in args.tag if "=" in t)
+        if args.kind == "sac":
+            summary = baselines.train_sac(args.task, args.preset, args.seed, args.out, args.overrides, args.device,
+                                          tags, progress=not args.no_progress)
+        else:
+            summary = baselines.run_simulator(args.task, args.preset, args.seed, args.out, args.overrides, tags,
+                                              progress=not args.no_progress)
+        print(json.dumps(summary, indent=2))
         return 0
     if args.command == "bench":
         import torch  # noqa: PLC0415

@@ -542,6 +542,58 @@ def plot_task_grid(curves: pd.DataFrame, tasks: Sequence[str], variants: Sequenc
     return drawn
 
 
+# Published points of the data-efficiency figure: pixel agents at fixed env-step budgets (marker per method).
+EFFICIENCY_REFERENCES = {"PlaNet": "o", "SAC (pixels)": "s", "DrQ (K=1 M=1; about RAD)": "^", "CURL": "D"}
+
+
+def plot_data_efficiency(curves: pd.DataFrame, tasks: Sequence[str], variants: Sequence[str],
+                         infos: Mapping[str, VariantInfo], palette: Mapping[str, tuple], published: pd.DataFrame,
+                         base: Path, written: list[Path]) -> None:
+    """Eval return vs env steps (log scale), runs made here (median over seeds) beside published pixel agents at
+    their budgets (hollow markers: PlaNet's 1e6-step Table 1 score and the 100k / 500k scores of later papers)."""
+    from matplotlib.lines import Line2D  # noqa: PLC0415
+
+    ncols = 3
+    nrows = max(1, math.ceil(len(tasks) / ncols))
+    fig = _figure(12, 3.3 * nrows + 1.0)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    refs = published[published["method"].isin(EFFICIENCY_REFERENCES) & (published["modality"] == "pixels")]
+    drawn: set[str] = set()
+    for ax, task in zip(axes, tasks, strict=False):
+        data = curves[(curves["task"] == task) & curves["variant"].isin(variants)]
+        for variant in variants:
+            points = data[data["variant"] == variant].groupby("env_steps")["return_mean"].median()
+            points = points[points.index > 0]
+            if len(points):
+                ax.plot(points.index, points.values, marker="o", markersize=3, color=palette[variant])
+                drawn.add(variant)
+        if task in refs.columns:
+            for _, row in refs.iterrows():
+                value = _finite(row[task])
+                if value is not None:
+                    ax.plot([row["budget_env_steps"]], [value], ls="", marker=EFFICIENCY_REFERENCES[row["method"]],
+                            mfc="none", color="0.35", markersize=6)
+        d4pg = _references(published, task).get("D4PG")
+        if d4pg is not None:
+            ax.axhline(d4pg, ls="--", lw=1, color=CURVE_REFERENCES["D4PG"])
+        ax.set_xscale("log")
+        ax.set_xlim(1e3, 2e6)
+        ax.set_ylim(0, 1050)
+        ax.set_title(task)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("return")
+    for ax in axes[len(tasks):]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], color=palette[v], marker="o", markersize=3, label=f"{infos[v].label} (here)")
+               for v in variants if v in drawn]
+    handles += [Line2D([], [], ls="", marker=m, mfc="none", color="0.35", label=f"{name} (published)")
+                for name, m in EFFICIENCY_REFERENCES.items() if name in set(refs["method"])]
+    handles.append(Line2D([], [], ls="--", lw=1, color=CURVE_REFERENCES["D4PG"], label="D4PG (1e8 env steps)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False, fontsize="small")
+    fig.suptitle("Data efficiency: eval return vs environment steps")
+    _save(fig, base, written)
+
+
 def plot_aggregate(aggregate: pd.DataFrame, reference: pd.DataFrame, palette: Mapping[str, tuple], base: Path,
                    written: list[Path]) -> None:
     """IQM with 95% CI per variant (runs here), and the paper's rows as reference points (IQM over six tasks)."""
@@ -846,6 +898,12 @@ def write_readme(out: Path, title: str, results: Path, runs: Sequence[Run], tabl
     for task in tasks:
         if f"curves_{task}" in figures:
             lines += [f"### {task}", "", fig(f"curves_{task}", f"learning curves {task} (episodes, env steps)")]
+    lines += ["## Data efficiency", "",
+              "Eval return vs environment steps on a log axis: PlaNet and the baselines trained here (median over "
+              "seeds) beside published pixel agents at their budgets (hollow markers; sources in "
+              "`planet/data/published_scores.csv`). The paper's claim is that PlaNet reaches with ~1e6 steps what "
+              "D4PG reaches with 1e8; the model-free agents trained here show what the same budget buys without a "
+              "model.", "", fig("data_efficiency", "data efficiency")]
     lines += ["## Ablations", "", "### Model designs (paper Fig. 4)", "", fig("ablation_models", "model designs"),
               _rank_paragraph(stats, MODEL_DESIGNS, infos, tasks, "the RSSM (PlaNet) outperforms both the purely "
                               "deterministic GRU and the purely stochastic SSM; both parts of the state matter.",
@@ -974,6 +1032,9 @@ def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = 
         if task in found_tasks:
             plot_task_curves(curves, task, curve_variants, infos, palette, pub, figdir / f"curves_{task}", written)
             figures[f"curves_{task}"] = figdir / f"curves_{task}.png"
+    efficiency_variants = [v for v in infos if v == "planet" or infos[v].baseline]
+    plot_data_efficiency(curves, tasks, efficiency_variants, infos, palette, pub, figdir / "data_efficiency", written)
+    figures["data_efficiency"] = figdir / "data_efficiency.png"
     for key, members, name in (("ablation_models", MODEL_DESIGNS, "Model designs (paper Fig. 4)"),
                                ("ablation_agents", AGENT_DESIGNS, "Agent designs (paper Fig. 5)"),
                                ("ablation_overshooting", OVERSHOOTING, "Latent overshooting (paper Fig. 8)")):

@@ -55,12 +55,16 @@ def job_counts(output: str) -> dict[str, int]:
 @pytest.mark.parametrize(
     ("preset", "expected"),
     [
-        # the paper: 6 tasks x 5 seeds of seed episodes; 7 variants x 6 tasks x 5 seeds of training/evaluation
-        ("paper", {"collect_seed_episodes": 30, "train": 210, "evaluate": 210, "report": 1, "init_tracking": 1}),
-        # cpu: cartpole x 3 seeds; planet, gru, ssm
-        ("cpu", {"collect_seed_episodes": 3, "train": 9, "evaluate": 9, "report": 1, "init_tracking": 1}),
-        # smoke: planet on six tasks + six ablations on cartpole, one seed
-        ("smoke", {"collect_seed_episodes": 6, "train": 12, "evaluate": 12, "report": 1, "init_tracking": 1}),
+        # the paper: 6 tasks x 5 seeds of seed episodes; 7 variants x 6 tasks x 5 seeds of training/evaluation;
+        # baselines: SAC on 6 tasks x 5 seeds + CEM with the true simulator on 6 tasks x seed 0
+        ("paper", {"collect_seed_episodes": 30, "train": 210, "evaluate": 210, "baseline": 36, "report": 1,
+                   "init_tracking": 1}),
+        # cpu: cartpole x 3 seeds; planet, gru, ssm; SAC x 3 seeds + simulator x 1
+        ("cpu", {"collect_seed_episodes": 3, "train": 9, "evaluate": 9, "baseline": 4, "report": 1,
+                 "init_tracking": 1}),
+        # smoke: planet on six tasks + six ablations on cartpole, one seed; SAC and simulator on cartpole
+        ("smoke", {"collect_seed_episodes": 6, "train": 12, "evaluate": 12, "baseline": 2, "report": 1,
+                   "init_tracking": 1}),
     ],
 )
 def test_dry_run_lists_the_expected_jobs(tmp_path, preset, expected):
@@ -91,6 +95,9 @@ def test_lint_is_clean(tmp_path):
          r"variant 'gru', task '\w+' \(preset 'smoke'\).*unknown config key 'model\.knd'"),
         (lambda c: c["presets"]["smoke"]["variants"].append("dreamer"), r"unknown variant 'dreamer'"),
         (lambda c: c["presets"]["smoke"].update(seed=[0]), r"Additional properties are not allowed \('seed'"),
+        (lambda c: c["baselines"]["sac"]["overrides"].update({"sac.batchsize": 4}),
+         r"baseline 'sac', task 'cartpole_swingup' \(preset 'smoke'\).*unknown config key 'sac\.batchsize'"),
+        (lambda c: c["presets"]["smoke"]["baselines"].append("ppo"), r"unknown baseline 'ppo'"),
     ],
 )
 def test_bad_config_fails_with_a_clear_message(tmp_path, edit, pattern):
@@ -125,9 +132,10 @@ def test_dvc_stages_and_snakemake_targets_agree(tmp_path):
     way in both; every tracked parameter exists; nothing of the grid is written in dvc.yaml."""
     root = copy_pipeline(tmp_path)
     preset = yaml.safe_load((ROOT / "params" / "pipeline.yaml").read_text())["preset"]
-    params = {f: yaml.safe_load((ROOT / f).read_text()) for f in ("params/pipeline.yaml", "params/presets.yaml")}
+    params = {f: yaml.safe_load((ROOT / f).read_text())
+              for f in ("params/pipeline.yaml", "params/presets.yaml", "params/baselines.yaml")}
     stages = _dvc_stages()
-    assert list(stages) == ["seeds", "train", "evaluate", "report"]
+    assert list(stages) == ["seeds", "train", "evaluate", "baselines", "report"]
     for name, stage in stages.items():
         cmd = stage["cmd"].split()
         assert cmd[:2] == ["snakemake", "--cores"], stage["cmd"]
@@ -155,6 +163,8 @@ def test_dvc_stages_and_snakemake_targets_agree(tmp_path):
     # the upstream manifest each stage depends on is the output of the previous stage
     for down, up in (("train", "seeds"), ("evaluate", "train")):
         assert stages[down]["deps"][0] == next(iter(stages[up]["outs"][0])), (down, up)
+    for up in ("evaluate", "train", "baselines"):  # the report waits for every result stage
+        assert next(iter(stages[up]["outs"][0])) in stages["report"]["deps"], up
     # the grid lives in params/pipeline.yaml only
     text = (ROOT / "dvc.yaml").read_text()
     assert "cartpole_swingup" not in text and "seed0" not in text
@@ -239,7 +249,8 @@ def test_smoke_pipeline_end_to_end_with_an_interruption(tmp_path):
             assert (report / "figures" / f"{fig}.{ext}").stat().st_size > 0
     assert (report / "figures" / "openloop_planet.png").exists()
     table = (report / "table1.csv").read_text()
-    for row in ["PlaNet (RSSM)", "Stochastic (SSM)", "Random shooting", "A3C", "D4PG", "CEM + true simulator"]:
+    for row in ["PlaNet (RSSM)", "Stochastic (SSM)", "Random shooting", "A3C", "D4PG", "CEM + true simulator",
+                "SAC + random shift (pixels, SB3)", "CEM + true simulator (here)"]:
         assert row in table
     metrics = json.loads((report / "metrics.json").read_text())
     assert set(metrics["planet"]) == {"cartpole_swingup", "reacher_easy", "cheetah_run", "finger_spin", "cup_catch",
@@ -253,10 +264,13 @@ def test_smoke_pipeline_end_to_end_with_an_interruption(tmp_path):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     names = {e.name: e.experiment_id for e in client.search_experiments()}
-    assert {"planet-agents", "planet-ablations", "planet-reports"} <= set(names)
+    assert {"planet-agents", "planet-ablations", "planet-baselines", "planet-reports"} <= set(names)
     agent_runs = client.search_runs([names["planet-agents"]])
     ablation_runs = client.search_runs([names["planet-ablations"]])
-    assert len(agent_runs) == 6 and len(ablation_runs) == 6
+    baseline_runs = client.search_runs([names["planet-baselines"]])
+    assert len(agent_runs) == 6 and len(ablation_runs) == 6 and len(baseline_runs) == 2
+    assert {r.data.tags["variant"] for r in baseline_runs} == {"sac", "simulator"}
+    assert all("test/return_mean" in r.data.metrics for r in baseline_runs)
     for run in agent_runs + ablation_runs:
         tags = run.data.tags
         assert {"task", "seed", "preset", "variant", "pipeline_preset", "params_hash"} <= set(tags), tags

@@ -142,7 +142,7 @@ def test_figures_written(built):
     _, out, result = built
     figs = out / "figures"
     names = ["curves", "curves_cartpole_swingup", "curves_reacher_easy", "curves_cheetah_run", "ablation_models",
-             "ablation_agents", "ablation_overshooting", "aggregate"]
+             "ablation_agents", "ablation_overshooting", "aggregate", "data_efficiency"]
     for name in names:
         for ext in (".png", ".pdf"):
             path = figs / f"{name}{ext}"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from planet import baselines as baseline_config
 from planet import config as agent_config
 from planet.tracking import resolve_tracking_uri
 
@@ -39,10 +40,28 @@ for _t in ABLATION_TASKS:
 SEEDS = [int(s) for s in P["seeds"]]
 VARIANTS = list(P["variants"])
 TRACKING_URI = resolve_tracking_uri(config["tracking_uri"])
+BASELINES = list(P.get("baselines", []))
+for _b in BASELINES:
+    if _b not in config.get("baselines", {}):
+        raise ValueError(
+            f"config: preset '{PRESET}' lists unknown baseline '{_b}'; valid baselines: "
+            f"{', '.join(config.get('baselines', {}))}"
+        )
+for _b in P.get("baseline_seeds", {}):
+    if _b not in BASELINES:
+        raise ValueError(f"config: presets.{PRESET}.baseline_seeds names '{_b}', which the preset does not run")
+BASELINE_TASKS = list(P.get("baseline_tasks", TASKS))
+for _t in BASELINE_TASKS:
+    if _t not in TASKS:
+        raise ValueError(f"config: presets.{PRESET}.baseline_tasks: '{_t}' is not in its tasks {TASKS}")
+_clash = set(config["variants"]) & set(config.get("baselines", {}))
+if _clash:
+    raise ValueError(f"config: {sorted(_clash)} is both a variant and a baseline; names must differ")
 
 wildcard_constraints:
     task="|".join(TASKS),
     variant="|".join(config["variants"]),
+    baseline="|".join(config.get("baselines", {})) or "^$",
     seed=r"\d+",
 
 
@@ -80,6 +99,36 @@ def variant_tasks(variant: str) -> list[str]:
 for _v in VARIANTS:
     for _t in variant_tasks(_v):
         resolved(_v, _t, SEEDS[0])
+
+
+def baseline_seeds(name: str) -> list[int]:
+    return [int(s) for s in P.get("baseline_seeds", {}).get(name, SEEDS)]
+
+
+def baseline_items(name: str) -> list[str]:
+    return [f"{k}={json.dumps(v)}" for k, v in config["baselines"][name]["overrides"].items()]
+
+
+def baseline_settings(name: str, task: str, seed: int) -> str:
+    """Everything a baseline run depends on (a params value of its rule: a change reruns it); validated now."""
+    try:
+        agent, settings = baseline_config.resolve(task, P["agent_preset"], int(seed), baseline_items(name))
+    except ValueError as exc:
+        raise ValueError(f"config: baseline '{name}', task '{task}' (preset '{PRESET}'): {exc}") from None
+    kind = config["baselines"][name]["kind"]
+    sub = agent.to_dict()["planner"] if kind == "simulator" else agent.to_dict()["train"]
+    payload = {"env": agent.to_dict()["env"], "eval": agent.to_dict()["eval"], "agent": sub,
+               kind: getattr(settings, kind).__dict__}
+    return json.dumps(payload, sort_keys=True)
+
+
+for _b in BASELINES:
+    for _t in BASELINE_TASKS:
+        baseline_settings(_b, _t, baseline_seeds(_b)[0])
+
+
+def baseline_grid(pattern) -> list[str]:
+    return [pattern(b, t, s) for b in BASELINES for t in BASELINE_TASKS for s in baseline_seeds(b)]
 
 
 def seed_settings(task: str, seed: int) -> str:

@@ -6,6 +6,7 @@ rule report:
     input:
         evals=grid(eval_file),
         summaries=grid(lambda v, t, s: f"{run_dir(v, t, s)}/summary.json"),
+        baselines=baseline_grid(lambda b, t, s: f"{run_dir(b, t, s)}/summary.json"),
         published=PUBLISHED_SCORES,
     output:
         report_files(),
@@ -22,8 +23,14 @@ rule report:
                 "agent_preset": P["agent_preset"],
                 "tasks": TASKS,
                 "seeds": SEEDS,
-                "variants": {v: config["variants"][v] for v in VARIANTS},
-                "expected": {v: {"tasks": variant_tasks(v), "seeds": SEEDS} for v in VARIANTS},
+                "variants": {
+                    **{v: config["variants"][v] for v in VARIANTS},
+                    **{b: {**config["baselines"][b], "family": "baselines"} for b in BASELINES},
+                },
+                "expected": {
+                    **{v: {"tasks": variant_tasks(v), "seeds": SEEDS} for v in VARIANTS},
+                    **{b: {"tasks": BASELINE_TASKS, "seeds": baseline_seeds(b)} for b in BASELINES},
+                },
             },
             sort_keys=True,
         ),

@@ -9,7 +9,7 @@ rule init_tracking:
     params:
         uri=TRACKING_URI,
         experiments=" ".join(
-            f"--experiment {e}" for e in sorted({experiment(v) for v in config["variants"]} | {"planet-reports"})
+            f"--experiment {e}" for e in sorted({experiment(v) for v in config["variants"]} | {"planet-reports", "planet-baselines"})
         ),
     threads: 1
     conda:

@@ -1,0 +1,302 @@
+"""Baselines run by the same pipeline as PlaNet: model-free SAC from pixels and CEM with the true simulator.
+
+Both write a run directory that `planet report` reads exactly as it reads PlaNet's (``config.yaml``,
+``metrics.jsonl`` with ``eval/*`` lines, ``summary.json``, ``evaluation.json`` on the same 'test' split seeds as
+`planet evaluate`), so Table 1 and the curves get their rows without special cases.
+
+Settings: ``params/baselines.yaml`` has one block per agent preset (``paper``, ``cpu``, ``debug``); the
+environment, the episode budget and the planner sizes (H, I, J, K) come from the agent preset itself
+(``params/presets.yaml``), so the baselines always match the PlaNet runs they are compared with. Dotted overrides
+(``sac.batch_size=128``) come last and are validated like the agent's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+from planet import config as config_lib
+from planet.config import ConfigError
+from planet.envs import episode_seed
+from planet.utils import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+BASELINES_FILE = Path(__file__).resolve().parent.parent / "params" / "baselines.yaml"
+KINDS = ("sac", "simulator")
+
+
+@dataclass(frozen=True)
+class SacConfig:
+    """Stable-Baselines3 SAC from pixels (planet/sac.py). Defaults follow SAC-AE / DrQ for DMC where SB3 allows."""
+
+    env_steps: int | None = None
+    """Training budget in env (control) steps; null = the agent preset's train.episodes x env.episode_env_steps."""
+    frame_stack: int = 3
+    """Frames stacked on the channel axis (SAC-AE/DrQ: 3)."""
+    augment: Literal["shift", "none"] = "shift"
+    """shift = random-shift augmentation (RAD / DrQ K=1 M=1); none = plain pixel SAC."""
+    shift_pad: int = 4
+    """Padding of the random shift in pixels (DrQ: 4 at 84x84)."""
+    buffer_size: int = 100_000
+    """Replay capacity in transitions (uint8 frames: ~74 KB each with next observations at frame_stack 3)."""
+    learning_starts: int = 1000
+    """Agent steps of uniform random actions before the first update (DrQ: 1000)."""
+    batch_size: int = 128
+    """Transitions per gradient step (SAC-AE: 128)."""
+    learning_rate: float = 1e-3
+    """Adam learning rate of actor, critic and temperature (SAC-AE/DrQ for DMC: 1e-3)."""
+    gamma: float = 0.99
+    tau: float = 0.01
+    """Polyak rate of the target critics (SAC-AE: 0.01)."""
+    gradient_steps: int = 1
+    """Gradient steps per agent step."""
+    features_dim: int = 50
+    """Encoder output size (SAC-AE: 50)."""
+    eval_every: int = 10
+    """Evaluate after every this many training episodes (PlaNet's eval.every counts the same way)."""
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """CEM with the true simulator (planet/simplan.py); H, I, J, K are the agent preset's planner."""
+
+    workers: int = 0
+    """Processes stepping simulator copies; 0 = one per CPU core."""
+    episodes: int | None = None
+    """Test episodes; null = the agent preset's eval.episodes. A control step with reward costs ~0.1 ms on a CPU
+    core, so one paper-size plan (J x I x H x R control steps) is minutes: this bounds the cost on small machines."""
+
+
+@dataclass(frozen=True)
+class BaselineSettings:
+    sac: SacConfig = field(default_factory=SacConfig)
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+
+
+def resolve(task: str, preset: str, seed: int, overrides: list[str] | None = None,
+            baselines_file: Path = BASELINES_FILE) -> tuple[config_lib.Config, BaselineSettings]:
+    """The agent config of (task, preset, seed) and the validated baseline settings of that preset."""
+    agent = config_lib.resolve(task, preset, seed)
+    try:
+        blocks = yaml.safe_load(Path(baselines_file).read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"baselines file {baselines_file} not found") from exc
+    if preset not in blocks:
+        raise ConfigError(f"preset '{preset}' has no block in {baselines_file}; valid: {', '.join(sorted(blocks))}")
+    block = dict(blocks[preset] or {})
+    block.pop("description", None)
+    tree = config_lib._merge(block, config_lib.parse_overrides(list(overrides or [])))  # noqa: SLF001
+    settings = config_lib._build(BaselineSettings, tree)  # noqa: SLF001 - same strict validation as the agent's
+    sac = settings.sac
+    for key in ("frame_stack", "buffer_size", "batch_size", "gradient_steps", "features_dim"):
+        if getattr(sac, key) < 1:
+            raise ConfigError(f"sac.{key} must be >= 1")
+    if sac.env_steps is not None and sac.env_steps < 1:
+        raise ConfigError("sac.env_steps must be >= 1 (or null for the agent preset's budget)")
+    if settings.simulator.workers < 0:
+        raise ConfigError("simulator.workers must be >= 0")
+    if settings.simulator.episodes is not None and settings.simulator.episodes < 1:
+        raise ConfigError("simulator.episodes must be >= 1 (or null for the agent preset's eval.episodes)")
+    return agent, settings
+
+
+def budget_env_steps(agent: config_lib.Config, sac: SacConfig) -> int:
+    return sac.env_steps or agent.train.episodes * agent.env.episode_env_steps
+
+
+def _run_config(kind: str, agent: config_lib.Config, settings: BaselineSettings) -> dict[str, Any]:
+    """What the run directory's config.yaml records (the report reads train.episodes and env.*)."""
+    out: dict[str, Any] = {"baseline": kind, "task": agent.task, "seed": agent.seed, "preset": agent.preset,
+                           "env": dataclasses.asdict(agent.env), "eval": {"episodes": agent.eval.episodes}}
+    if kind == "sac":
+        budget = budget_env_steps(agent, settings.sac)
+        out["train"] = {"episodes": budget // agent.env.episode_env_steps, "env_steps": budget}
+        out["sac"] = dataclasses.asdict(settings.sac)
+    else:
+        out["train"] = {"episodes": 0}
+        out["planner"] = dataclasses.asdict(agent.planner)
+        out["simulator"] = dataclasses.asdict(settings.simulator)
+    return out
+
+
+def _tracker(kind: str, run_dir: Path, run_cfg: dict, tags: dict[str, str], mlflow: bool):
+    from planet.tracking import Tracker  # noqa: PLC0415
+    from planet.train import _git_tags  # noqa: PLC0415
+
+    params_hash = hashlib.sha256(json.dumps(run_cfg, sort_keys=True).encode()).hexdigest()[:12]
+    all_tags = {"task": run_cfg["task"], "seed": run_cfg["seed"], "preset": run_cfg["preset"], "variant": kind,
+                "baseline": kind, "params_hash": params_hash, **_git_tags(), **tags}
+    return Tracker(run_dir, experiment="planet-baselines", run_name=f"{run_cfg['task']}-{kind}-seed{run_cfg['seed']}",
+                   params=run_cfg, tags=all_tags, enabled=mlflow)
+
+
+def _result(run_cfg: dict, returns: list[float], split: str, **extra: Any) -> dict[str, Any]:
+    arr = np.asarray(returns, dtype=np.float64)
+    return {"task": run_cfg["task"], "seed": run_cfg["seed"], "preset": run_cfg["preset"],
+            "baseline": run_cfg["baseline"], "split": split, "episodes": len(returns),
+            "returns": [float(r) for r in arr], "return_mean": float(arr.mean()), "return_std": float(arr.std()),
+            "complete": True, **extra}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# SAC.
+
+
+def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[str] | None = None,
+              device: str = "auto", tags: dict[str, str] | None = None, progress: bool = False) -> dict:
+    """Train SAC on the agent preset's env-step budget, evaluating every `sac.eval_every` episodes; then evaluate
+    noise-free (the policy's mean action) on the 'test' split seeds. Writes the run directory; returns the summary.
+
+    An interrupted SAC run starts over (its replay buffer is not checkpointed): `summary.json` and
+    `evaluation.json` are written only at the end, so a half-finished run is never mistaken for a finished one.
+    """
+    import torch  # noqa: PLC0415
+    from stable_baselines3 import SAC  # noqa: PLC0415
+    from stable_baselines3.common.callbacks import BaseCallback  # noqa: PLC0415
+
+    from planet.sac import PixelEncoder, PixelGymEnv  # noqa: PLC0415
+
+    agent, settings = resolve(task, preset, seed, overrides)
+    cfg = settings.sac
+    run_dir = Path(run_dir)
+    for stale in ("summary.json", "evaluation.json", "metrics.jsonl"):
+        (run_dir / stale).unlink(missing_ok=True)  # a restart begins a fresh curve
+    run_cfg = _run_config("sac", agent, settings)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
+    budget = budget_env_steps(agent, cfg)
+    env, eval_env = (PixelGymEnv(task, seed, cfg.frame_stack, agent.env.action_repeat, agent.env.episode_env_steps,
+                                 train_seeds=train) for train in (True, False))
+    repeat = env.env.action_repeat
+    steps_per_episode = env.env.max_agent_steps
+    episodes_total = budget // agent.env.episode_env_steps
+    torch.manual_seed(seed)
+    model = SAC("CnnPolicy", env, learning_rate=cfg.learning_rate, buffer_size=min(cfg.buffer_size, budget // repeat),
+                learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
+                train_freq=1, gradient_steps=cfg.gradient_steps, seed=seed, device=device,
+                policy_kwargs={"features_extractor_class": PixelEncoder, "normalize_images": True,
+                               "features_extractor_kwargs": {"features_dim": cfg.features_dim,
+                                                             "augment": cfg.augment, "shift_pad": cfg.shift_pad}})
+
+    def evaluate(split: str, episodes: int) -> list[float]:
+        returns = []
+        for m in range(episodes):
+            obs, _ = eval_env.reset(seed=episode_seed(seed, split, m))
+            total, done = 0.0, False
+            while not done:
+                action, _ = model.predict(obs, deterministic=True)
+                obs, reward, _, done, _ = eval_env.step(action)
+                total += reward
+            returns.append(total)
+        return returns
+
+    tracker = _tracker("sac", run_dir, run_cfg, tags or {}, agent.run.mlflow)
+    state = {"episodes": 0, "return": 0.0, "last_eval": {}}
+    start = time.perf_counter()
+
+    def log_eval(env_steps: int) -> None:
+        returns = evaluate("eval", agent.eval.episodes)
+        metrics = {"eval/return_mean": float(np.mean(returns)), "eval/return_std": float(np.std(returns)),
+                   "eval/episodes": float(len(returns)), "episodes": float(state["episodes"]),
+                   "perf/wall_s": time.perf_counter() - start}
+        tracker.log_metrics(metrics, step=env_steps)
+        state["last_eval"] = metrics
+
+    class Episodes(BaseCallback):
+        """Training-episode returns and the evaluation schedule (the vectorised env has one environment)."""
+
+        def _on_step(self) -> bool:
+            state["return"] += float(self.locals["rewards"][0])
+            if self.locals["dones"][0]:
+                state["episodes"] += 1
+                env_steps = self.num_timesteps * repeat
+                tracker.log_metrics({"collect/return": state["return"], "episodes": float(state["episodes"])},
+                                    step=env_steps)
+                state["return"] = 0.0
+                if cfg.eval_every and state["episodes"] % cfg.eval_every == 0:
+                    log_eval(env_steps)
+            return True
+
+    with tracker:
+        model.learn(total_timesteps=episodes_total * steps_per_episode, callback=Episodes(),
+                    progress_bar=progress)
+        env_steps = model.num_timesteps * repeat
+        if state["last_eval"].get("episodes") != float(state["episodes"]):
+            log_eval(env_steps)
+        test = evaluate("test", agent.eval.episodes)
+        evaluation = _result(run_cfg, test, "test", train_episodes=state["episodes"], env_steps=env_steps)
+        atomic_write_text(run_dir / "evaluation.json", json.dumps(evaluation, indent=2))
+        tracker.log_metrics({"test/return_mean": evaluation["return_mean"],
+                             "test/return_std": evaluation["return_std"]}, step=env_steps)
+        summary = {"task": task, "seed": seed, "preset": preset, "baseline": "sac", "augment": cfg.augment,
+                   "episodes": state["episodes"], "env_steps": env_steps, "updates": int(model._n_updates),  # noqa: SLF001
+                   "final_eval": {k: v for k, v in state["last_eval"].items() if k.startswith("eval/")},
+                   "wall_s": time.perf_counter() - start}
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+        tracker.log_artifact(run_dir / "evaluation.json")
+    env.close()
+    eval_env.close()
+    return summary
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CEM + true simulator.
+
+
+def run_simulator(task: str, preset: str, seed: int, run_dir: Path, overrides: list[str] | None = None,
+                  tags: dict[str, str] | None = None, progress: bool = False) -> dict:
+    """CEM planning with the true simulator on the 'test' split seeds (no training: the paper's upper bound).
+
+    Resumable: each finished episode is recorded in ``episodes.json`` and skipped by a rerun.
+    """
+    from planet.envs import PixelEnv  # noqa: PLC0415
+    from planet.simplan import SimulatorPlanner, run_episode  # noqa: PLC0415
+
+    agent, settings = resolve(task, preset, seed, overrides)
+    run_dir = Path(run_dir)
+    run_cfg = _run_config("simulator", agent, settings)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
+    done_path = run_dir / "episodes.json"
+    done: list[dict] = json.loads(done_path.read_text()) if done_path.exists() else []
+    if done and done[0].get("config") != run_cfg:
+        log.warning("%s: settings changed; starting the episodes over", run_dir)
+        done = []
+    p = agent.planner
+    workers = settings.simulator.workers or os.cpu_count() or 1
+    tracker = _tracker("simulator", run_dir, run_cfg, tags or {}, agent.run.mlflow)
+    with tracker, PixelEnv(task, seed, action_repeat=agent.env.action_repeat,
+                           episode_env_steps=agent.env.episode_env_steps) as env, \
+            SimulatorPlanner(task, seed, p.horizon, p.iterations, p.candidates, p.top_k, workers,
+                             action_repeat=agent.env.action_repeat,
+                             episode_env_steps=agent.env.episode_env_steps) as planner:
+        for m in range(len(done), settings.simulator.episodes or agent.eval.episodes):
+            result = run_episode(env, planner, episode_seed(seed, "test", m))
+            done.append({"config": run_cfg, **result})
+            atomic_write_text(done_path, json.dumps(done, indent=2))
+            tracker.log_metrics({"test/episode_return": result["return"], "perf/episode_s": result["seconds"]},
+                                step=m)
+            if progress:
+                print(f"{task} simulator CEM episode {m}: return {result['return']:.1f} ({result['seconds']:.0f} s)")
+        returns = [d["return"] for d in done]
+        evaluation = _result(run_cfg, returns, "test", train_episodes=0, env_steps=0,
+                             seconds_per_episode=float(np.mean([d["seconds"] for d in done])), workers=workers)
+        atomic_write_text(run_dir / "evaluation.json", json.dumps(evaluation, indent=2))
+        summary = {"task": task, "seed": seed, "preset": preset, "baseline": "simulator", "episodes": 0,
+                   "env_steps": 0, "final_eval": {"eval/return_mean": evaluation["return_mean"],
+                                                  "eval/return_std": evaluation["return_std"]},
+                   "seconds_per_episode": evaluation["seconds_per_episode"], "workers": workers}
+        tracker.log_metrics({"test/return_mean": evaluation["return_mean"],
+                             "test/return_std": evaluation["return_std"]}, step=len(done))
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+        tracker.log_artifact(run_dir / "evaluation.json")
+    return summary
