@@ -130,6 +130,8 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3) -> di
     plan_s = bench_plan(device, *plan_args, repeats=max(repeats, 3))
     plan10_s = bench_plan(device, *plan_args, repeats=repeats, beliefs=10)
     envs = [bench_env(task, sizes["env_steps"]) for task in ("cartpole_swingup", "walker_walk")]
+    import resource  # noqa: PLC0415
+
     return {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
@@ -145,4 +147,6 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3) -> di
         "env": envs,
         "matmul_flop_per_s": rate,
         "update_fraction_of_matmul_rate": update["update_flop_per_s"] / rate,
+        # peak resident memory of this process (the paper-size update dominates it); Linux reports KiB
+        "max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
     }

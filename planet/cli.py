@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["curve"]:  # a learning record of one run (planet/record.py)
+        from planet.record import main as curve_main  # noqa: PLC0415
+
+        return curve_main(argv[1:])
     if argv[:1] == ["report"]:  # its own parser (argparse cannot forward "--options" through a subparser)
         from planet.report import main as report_main  # noqa: PLC0415
 

@@ -263,3 +263,24 @@ def test_empty_results_and_cli(tmp_path, capsys):
     for name in ("curves", "ablation_models", "ablation_agents", "ablation_overshooting", "aggregate"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 0
         assert (out / "figures" / f"{name}.pdf").stat().st_size > 0
+
+
+def test_learning_record_curve(tmp_path, capsys):
+    """`planet curve`: wall-clock hours from --start, eval lines only, thresholds checked against the points."""
+    from planet import cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    lines = [{"step": 1000, "time": 1000.0 + 600, "collect/return": 5.0, "episodes": 1.0},
+             {"step": 5000, "time": 1000.0 + 1800, "eval/return_mean": 310.0, "eval/return_std": 20.0,
+              "eval/episodes": 10.0, "episodes": 5.0},
+             {"step": 10000, "time": 1000.0 + 7200, "eval/return_mean": 440.0, "eval/return_std": 10.0,
+              "eval/episodes": 10.0, "episodes": 10.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert cli.main(["curve", "--run", str(run), "--out", str(tmp_path / "out"), "--start", "1000",
+                     "--threshold", "1:300", "--threshold", "2:450"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["reached"] == {"1h>=300": True, "2h>=450": False}
+    frame = pd.read_csv(tmp_path / "out" / "curve.csv")
+    assert list(frame["episodes"]) == [5, 10] and list(frame["wall_h"]) == [0.5, 2.0]
+    assert (tmp_path / "out" / "curve.png").stat().st_size > 1000

@@ -1,0 +1,72 @@
+"""`planet curve`: a committed learning record of one run: eval return vs wall clock, episodes and env steps.
+
+Reads RUN/metrics.jsonl (the `eval/*` lines written during training) and writes OUT/curve.csv and OUT/curve.png
+(return vs wall-clock hours and vs collected episodes, with the 10-episode std as a band and the thresholds given).
+Wall clock is measured from `--start` (a Unix time, e.g. `date +%s` taken just before `planet train`), else from
+the run's first metrics line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from planet.tracking import read_metrics
+
+
+def curve_frame(run: Path, start: float | None = None) -> pd.DataFrame:
+    records = read_metrics(Path(run) / "metrics.jsonl")
+    if not records:
+        raise ValueError(f"{run}/metrics.jsonl has no lines")
+    t0 = float(start) if start is not None else float(records[0]["time"])
+    rows = [{"episodes": int(r["episodes"]), "env_steps": int(r["step"]), "wall_h": (float(r["time"]) - t0) / 3600,
+             "return_mean": float(r["eval/return_mean"]), "return_std": float(r.get("eval/return_std", "nan")),
+             "eval_episodes": int(r.get("eval/episodes", 0))}
+            for r in records if "eval/return_mean" in r and "episodes" in r]
+    return pd.DataFrame(rows)
+
+
+def plot(frame: pd.DataFrame, path: Path, title: str, thresholds: list[tuple[float, float]]) -> None:
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, x, label in ((axes[0], "wall_h", "wall-clock hours"), (axes[1], "episodes", "collected episodes")):
+        ax.plot(frame[x], frame["return_mean"], marker="o", markersize=3, label="eval return (mean of episodes)")
+        ax.fill_between(frame[x], frame["return_mean"] - frame["return_std"],
+                        frame["return_mean"] + frame["return_std"], alpha=0.2, label="± std over episodes")
+        ax.axhline(120, ls=":", color="0.5", lw=1, label="uniform random policy (~120)")
+        ax.set_xlabel(label)
+        ax.set_ylabel("return")
+        ax.set_ylim(0, 1000)
+    for hours, value in thresholds:
+        axes[0].plot([0, hours, hours], [value, value, 0], ls="--", lw=1, color="tab:red")
+    axes[0].legend(fontsize="small", loc="upper left")
+    fig.suptitle(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="planet curve", description=__doc__.splitlines()[0])
+    p.add_argument("--run", type=Path, required=True, help="run directory written by `planet train`")
+    p.add_argument("--out", type=Path, required=True, help="output directory (curve.csv, curve.png)")
+    p.add_argument("--start", type=float, help="Unix time the run was started (default: its first metrics line)")
+    p.add_argument("--title", default="", help="figure title")
+    p.add_argument("--threshold", action="append", default=[], metavar="HOURS:RETURN",
+                   help="a target drawn on the wall-clock panel, e.g. 1:300 (repeatable)")
+    args = p.parse_args(argv)
+    frame = curve_frame(args.run, args.start)
+    args.out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(args.out / "curve.csv", index=False, float_format="%.4f")
+    thresholds = [tuple(map(float, t.split(":"))) for t in args.threshold]
+    plot(frame, args.out / "curve.png", args.title or str(args.run), thresholds)
+    reached = {f"{h:g}h>={v:g}": bool(((frame["wall_h"] <= h) & (frame["return_mean"] >= v)).any())
+               for h, v in thresholds}
+    print(json.dumps({"points": len(frame), "last": frame.iloc[-1].to_dict() if len(frame) else None,
+                      "best": frame.loc[frame["return_mean"].idxmax()].to_dict() if len(frame) else None,
+                      "reached": reached}, indent=2))
+    return 0
