@@ -101,12 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "simulator: CEM planning (the preset's H, I, J, K) on copies of the true physics, the "
                        "paper's upper bound, on the same seeds. Settings: params/baselines.yaml (keys sac.*, "
                        "simulator.*); overrides KEY=VALUE come last.")
-    p.add_argument("kind", choices=["sac", "simulator"])
-    _add_run_args(p)
-    p.add_argument("--out", type=Path, required=True, help="run directory")
-    p.add_argument("--device", default="auto", help="SAC's torch device: auto (default), cpu, cuda")
-    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="extra MLflow tag (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress output")
+    # One sub-command per kind (not a positional `kind`): argparse binds a `nargs="*"` positional together with the
+    # positional before it, so `baseline sac --task T KEY=VALUE` would reject the overrides after the options.
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="{sac,simulator}")
+    for kind, text in (("sac", "model-free SAC from pixels"), ("simulator", "CEM with the true simulator")):
+        k = kinds.add_parser(kind, help=text, description=p.description)
+        _add_run_args(k)
+        k.add_argument("--out", type=Path, required=True, help="run directory")
+        k.add_argument("--device", default="auto", help="SAC's torch device: auto (default), cpu, cuda")
+        k.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                       help="extra MLflow tag (repeatable)")
+        k.add_argument("--no-progress", action="store_true", help="no progress output")
 
     p = sub.add_parser("report", help="generate Table 1, figures and README from pipeline results", add_help=False)
     p.add_argument("report_args", nargs=argparse.REMAINDER, help="arguments of `python -m planet.report --help`")

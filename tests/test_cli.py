@@ -45,6 +45,9 @@ OPTIONS = {
     ("evaluate",): ["--run", "--episodes", "--device", "--no-progress", "--help"],
     ("config",): ["--task", "--preset", "--seed", "KEY=VALUE", "--help"],
     ("bench",): ["--device", "--repeats", "--quick", "--threads", "--help"],
+    ("baseline",): ["sac", "simulator", "--help"],
+    ("baseline", "sac"): ["--task", "--preset", "--seed", "--out", "--device", "--tag", "--no-progress", "KEY=VALUE"],
+    ("baseline", "simulator"): ["--task", "--preset", "--seed", "--out", "--tag", "--no-progress", "KEY=VALUE"],
 }
 
 
@@ -94,6 +97,17 @@ def test_bad_override_is_a_config_error(command, override, expected, tmp_path, m
     missing = [text for text in expected if text not in err]
     assert not missing, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind, section", [("sac", "sac"), ("simulator", "simulator")])
+def test_baseline_overrides_come_after_the_options(kind, section, tmp_path):
+    """KEY=VALUE after --out/--tag/--no-progress reach the baseline's settings (here: rejected by name)."""
+    out = tmp_path / "out"
+    code, stdout, err = run_main(["baseline", kind, "--task", TASK, "--preset", "debug", "--out", str(out),
+                                  "--tag", "variant=x", "--no-progress", f"{section}.bogus=1"])
+    assert code == 2 and stdout == ""
+    assert err.startswith("planet: config error: ") and f"'{section}.bogus'" in err, err
+    assert not out.exists()
 
 
 def test_unknown_preset_lists_valid_presets(tmp_path):

@@ -292,5 +292,6 @@ def test_slurm_profile_dry_run(tmp_path):
     proc = snakemake(copy_pipeline(tmp_path), "-n", "--workflow-profile", "profiles/slurm", "--config", "preset=cpu")
     out = proc.stdout + proc.stderr
     assert job_counts(out)["train"] == 9
-    train_block = out.split("rule train:")[1].split("\n\n")[0]
-    assert "slurm_partition=gpu" in train_block and "gres=gpu:1" in train_block and "gpu=0" not in train_block
+    train_block = out.split("rule train:")[1]
+    resources = next(line for line in train_block.splitlines() if line.strip().startswith("resources:"))
+    assert "slurm_partition=gpu" in resources and "gres=gpu:1" in resources and "gpu=1" in resources, resources
