@@ -130,6 +130,16 @@ def _run_config(kind: str, agent: config_lib.Config, settings: BaselineSettings)
     return out
 
 
+def _finished(run_dir: Path, run_cfg: dict) -> dict | None:
+    """The summary of a run directory that already finished with these settings (a rerun then does nothing, like
+    `planet train`), else None."""
+    summary, config = run_dir / "summary.json", run_dir / "config.yaml"
+    if summary.exists() and config.exists() and yaml.safe_load(config.read_text()) == run_cfg:
+        log.info("%s is complete (summary.json exists); nothing to do", run_dir)
+        return json.loads(summary.read_text())
+    return None
+
+
 def _tracker(kind: str, run_dir: Path, run_cfg: dict, tags: dict[str, str], mlflow: bool):
     from planet.tracking import Tracker  # noqa: PLC0415
     from planet.train import _git_tags  # noqa: PLC0415
@@ -159,7 +169,8 @@ def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[
     noise-free (the policy's mean action) on the 'test' split seeds. Writes the run directory; returns the summary.
 
     An interrupted SAC run starts over (its replay buffer is not checkpointed): `summary.json` and
-    `evaluation.json` are written only at the end, so a half-finished run is never mistaken for a finished one.
+    `evaluation.json` are written only at the end, so a half-finished run is never mistaken for a finished one;
+    a finished run with the same settings is left as it is.
     """
     import torch  # noqa: PLC0415
     from stable_baselines3 import SAC  # noqa: PLC0415
@@ -170,9 +181,11 @@ def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[
     agent, settings = resolve(task, preset, seed, overrides)
     cfg = settings.sac
     run_dir = Path(run_dir)
+    run_cfg = _run_config("sac", agent, settings)
+    if (summary := _finished(run_dir, run_cfg)) is not None:
+        return summary
     for stale in ("summary.json", "evaluation.json", "metrics.jsonl"):
         (run_dir / stale).unlink(missing_ok=True)  # a restart begins a fresh curve
-    run_cfg = _run_config("sac", agent, settings)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
     budget = budget_env_steps(agent, cfg)
     env, eval_env = (PixelGymEnv(task, seed, cfg.frame_stack, agent.env.action_repeat, agent.env.episode_env_steps,
@@ -265,10 +278,15 @@ def run_simulator(task: str, preset: str, seed: int, run_dir: Path, overrides: l
     agent, settings = resolve(task, preset, seed, overrides)
     run_dir = Path(run_dir)
     run_cfg = _run_config("simulator", agent, settings)
+    if (summary := _finished(run_dir, run_cfg)) is not None:
+        return summary
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
     done_path = run_dir / "episodes.json"
     done: list[dict] = json.loads(done_path.read_text()) if done_path.exists() else []
-    if done and done[0].get("config") != run_cfg:
+    def same_episodes(cfg: dict) -> dict:  # what the episodes depend on: not how many are asked for
+        return {**cfg, "simulator": {k: v for k, v in cfg["simulator"].items() if k != "episodes"}}
+
+    if done and same_episodes(done[0].get("config") or {"simulator": {}}) != same_episodes(run_cfg):
         log.warning("%s: settings changed; starting the episodes over", run_dir)
         done = []
     p = agent.planner

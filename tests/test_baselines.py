@@ -104,6 +104,10 @@ def test_sac_tiny_run_writes_what_the_report_reads(tmp_path, isolated_mlflow):
     assert loaded.final_source == "test" and loaded.episodes == 4
     assert list(loaded.curve["episodes"]) == [2, 4]  # eval every 2 episodes (debug block of params/baselines.yaml)
     assert list(loaded.curve["env_steps"]) == [320, 640]
+    # a rerun of the finished run (e.g. Snakemake rerunning a job killed after summary.json) leaves it as it is
+    mtime = (run / "summary.json").stat().st_mtime_ns
+    assert baselines.train_sac("cartpole_swingup", "debug", 0, run, device="cpu") == summary
+    assert (run / "summary.json").stat().st_mtime_ns == mtime
 
 
 @pytest.mark.slow
@@ -117,4 +121,9 @@ def test_simulator_tiny_run_and_resume(tmp_path, isolated_mlflow):
     second = baselines.run_simulator("cartpole_swingup", "debug", 0, run, ["simulator.episodes=2"])
     evaluation = json.loads((run / "evaluation.json").read_text())
     assert evaluation["returns"][0] == done[0]["return"] and len(evaluation["returns"]) == 2
+    redone = json.loads((run / "episodes.json").read_text())
+    assert redone[0]["seconds"] == done[0]["seconds"]  # the same record, not a replay (timings differ per play)
+    mtime = (run / "summary.json").stat().st_mtime_ns
+    assert baselines.run_simulator("cartpole_swingup", "debug", 0, run, ["simulator.episodes=2"]) == second
+    assert (run / "summary.json").stat().st_mtime_ns == mtime
     assert second["final_eval"]["eval/return_mean"] == pytest.approx(np.mean(evaluation["returns"]))

@@ -200,16 +200,30 @@ def test_smoke_pipeline_end_to_end_with_an_interruption(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     runs = root / "results" / "smoke" / "runs"
 
+    benchmarks = root / "results" / "smoke" / "benchmarks"
+    first_seen: dict[Path, float] = {}
+
+    def job_done(run: Path) -> bool:
+        """The job of RUN ended a while ago: its run wrote summary.json and Snakemake its benchmark (written when
+        the job's command has exited), seen >= 2 s ago so that Snakemake has also recorded the job as complete
+        (a job killed in between is incomplete to Snakemake, which then deletes its outputs and reruns it)."""
+        rel = run.relative_to(runs)
+        done = (run / "summary.json").exists() and any(
+            (benchmarks / rule / rel).with_suffix(".tsv").exists() for rule in ("train", "baseline"))
+        if done:
+            first_seen.setdefault(run, time.time())
+        return done and time.time() - first_seen[run] >= 2.0
+
     def snapshot() -> tuple[list[Path], list[Path]]:
         """(finished runs, runs early in training: checkpointed at the end of the seed episodes, not finished)."""
-        finished = [p.parent for p in runs.glob("*/*/seed*/summary.json")]
+        finished = [p.parent for p in runs.glob("*/*/seed*/summary.json") if job_done(p.parent)]
         early = []
         for p in runs.glob("*/*/seed*/progress.json"):
             try:
                 episodes = json.loads(p.read_text())["episodes"]
             except (OSError, ValueError):
                 continue
-            if episodes <= 2 and p.parent not in finished:  # debug preset: 2 seed episodes of 4
+            if episodes <= 2 and not (p.parent / "summary.json").exists():  # debug preset: 2 seed episodes of 4
                 early.append(p.parent)
         return finished, early
 
