@@ -854,7 +854,8 @@ def _later_references(published: pd.DataFrame, tasks: Sequence[str]) -> str:
 def write_readme(out: Path, title: str, results: Path, runs: Sequence[Run], table_md: str, stats: Mapping,
                  infos: Mapping[str, VariantInfo], tasks: Sequence[str], curves: pd.DataFrame,
                  published: pd.DataFrame, aggregate: pd.DataFrame, reference: pd.DataFrame,
-                 figures: Mapping[str, Path], missing: Sequence[Mapping[str, Any]], expected_given: bool) -> Path:
+                 figures: Mapping[str, Path], missing: Sequence[Mapping[str, Any]], expected_given: bool,
+                 needed: pd.DataFrame | None = None) -> Path:
     """README.md: the table, every figure (relative links) and a reading of each against the paper."""
 
     def fig(key: str, alt: str) -> str:
@@ -904,6 +905,12 @@ def write_readme(out: Path, title: str, results: Path, runs: Sequence[Run], tabl
               "`planet/data/published_scores.csv`). The paper's claim is that PlaNet reaches with ~1e6 steps what "
               "D4PG reaches with 1e8; the model-free agents trained here show what the same budget buys without a "
               "model.", "", fig("data_efficiency", "data efficiency")]
+    if needed is not None and not needed.empty:
+        lines += ["### Episodes needed", "",
+                  "Collected episodes after which the median-over-seeds evaluation curve first reaches a target "
+                  "score, and how many times fewer episodes than the target's own (the paper: PlaNet approaches "
+                  "D4PG's 1e8-step scores with 1000 episodes, 100x fewer). Also as "
+                  "[episodes_needed.csv](episodes_needed.csv).", "", episodes_needed_markdown(needed), ""]
     lines += ["## Ablations", "", "### Model designs (paper Fig. 4)", "", fig("ablation_models", "model designs"),
               _rank_paragraph(stats, MODEL_DESIGNS, infos, tasks, "the RSSM (PlaNet) outperforms both the purely "
                               "deterministic GRU and the purely stochastic SSM; both parts of the state matter.",
@@ -951,7 +958,8 @@ def write_readme(out: Path, title: str, results: Path, runs: Sequence[Run], tabl
     else:
         lines += ["None."]
     lines += ["", "Files: [table1.csv](table1.csv), [table1.tex](table1.tex), [curves.csv](curves.csv) (DVC plots), "
-              "[metrics.json](metrics.json) (DVC metrics), [aggregate.csv](aggregate.csv).", ""]
+              "[metrics.json](metrics.json) (DVC metrics), [aggregate.csv](aggregate.csv), "
+              "[episodes_needed.csv](episodes_needed.csv).", ""]
     path = out / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
@@ -1035,6 +1043,9 @@ def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = 
     efficiency_variants = [v for v in infos if v == "planet" or infos[v].baseline]
     plot_data_efficiency(curves, tasks, efficiency_variants, infos, palette, pub, figdir / "data_efficiency", written)
     figures["data_efficiency"] = figdir / "data_efficiency.png"
+    needed = episodes_needed(curves, stats, tasks, efficiency_variants, infos, pub)
+    needed.to_csv(out / "episodes_needed.csv", index=False)
+    written.append(out / "episodes_needed.csv")
     for key, members, name in (("ablation_models", MODEL_DESIGNS, "Model designs (paper Fig. 4)"),
                                ("ablation_agents", AGENT_DESIGNS, "Agent designs (paper Fig. 5)"),
                                ("ablation_overshooting", OVERSHOOTING, "Latent overshooting (paper Fig. 8)")):
@@ -1060,9 +1071,73 @@ def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = 
 
     missing = missing_runs(runs, expected)
     written.append(write_readme(out, title, results, runs, table_md, stats, infos, tasks, curves, pub, aggregate,
-                                reference, figures, missing, expected is not None))
+                                reference, figures, missing, expected is not None, needed))
     return {"files": [str(p) for p in written], "table": _json_clean(table.to_dict(orient="records")),
             "missing": missing, "aggregate": _json_clean(aggregate.to_dict(orient="records")), "runs": len(runs)}
+
+
+def episodes_needed(curves: pd.DataFrame, stats: Mapping[str, Mapping[str, Any]], tasks: Sequence[str],
+                    variants: Sequence[str], infos: Mapping[str, VariantInfo], published: pd.DataFrame,
+                    episode_env_steps: int = 1000) -> pd.DataFrame:
+    """The paper's "episodes needed" comparison: for each task and target score, the first collected-episode count
+    at which a variant's evaluation curve (median over seeds at each evaluation point) reaches the target.
+
+    Targets: the published A3C and D4PG scores after 1e8 env steps (paper Table 1; 1e8 / 1000 = 100,000 episodes),
+    and the final test return of each baseline trained here after its own number of episodes. `ratio` = target
+    episodes / episodes needed (how many times fewer episodes); NaN where the curve never reaches the target
+    (`best` = the highest median point).
+    """
+    targets: list[tuple[str, str, float, float]] = []  # (task, target name, return, episodes)
+    refs = paper_rows(published)
+    for task in tasks:
+        for method in ("D4PG", "A3C"):
+            row = refs[refs["method"] == method]
+            if len(row) and task in row.columns and _finite(row[task].iloc[0]) is not None:
+                targets.append((task, f"{method} (published)", float(row[task].iloc[0]),
+                                float(row["budget_env_steps"].iloc[0]) / episode_env_steps))
+        for variant in variants:
+            cell = stats.get(variant, {}).get(task)
+            if infos[variant].baseline and cell:
+                done = curves[(curves["variant"] == variant) & (curves["task"] == task)]["episodes"]
+                if len(done):
+                    targets.append((task, f"{infos[variant].label} (here)", float(cell["mean"]), float(done.max())))
+    rows = []
+    for task, name, value, target_episodes in targets:
+        for variant in variants:
+            if f"{infos[variant].label} (here)" == name:
+                continue
+            data = curves[(curves["variant"] == variant) & (curves["task"] == task)]
+            if data.empty:
+                continue
+            median = data.groupby("episodes")["return_mean"].median().sort_index()
+            reached = median[median >= value]
+            needed = float(reached.index[0]) if len(reached) else math.nan
+            rows.append({"task": task, "target": name, "target_return": value, "target_episodes": target_episodes,
+                         "variant": variant, "label": infos[variant].label, "episodes": needed,
+                         "ratio": target_episodes / needed if needed == needed and needed > 0 else math.nan,
+                         "best": float(median.max()), "seeds": int(data["seed"].nunique())})
+    columns = ["task", "target", "target_return", "target_episodes", "variant", "label", "episodes", "ratio", "best",
+               "seeds"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def episodes_needed_markdown(needed: pd.DataFrame) -> str:
+    """One line per (task, target): episodes each variant needed, or 'not reached (best B)'."""
+    if needed.empty:
+        return ""
+    labels = list(dict.fromkeys(needed["label"]))
+    lines = []
+    for (task, target), group in needed.groupby(["task", "target"], sort=False):
+        first = group.iloc[0]
+        row = {"task": task, "target": f"{target}: {first['target_return']:.0f} after "
+                                       f"{first['target_episodes']:,.0f} episodes"}
+        for _, r in group.iterrows():
+            row[r["label"]] = (f"not reached (best {r['best']:.0f})" if _finite(r["episodes"]) is None
+                               else f"{r['episodes']:,.0f} ({r['ratio']:,.0f}x fewer)" if r["ratio"] >= 1
+                               else f"{r['episodes']:,.0f} ({1 / r['ratio']:,.1f}x more)")
+        lines.append(row)
+    frame = pd.DataFrame(lines, columns=["task", "target", *labels]).fillna(MISSING)
+    return frame.to_markdown(index=False, disable_numparse=True)
 
 
 def _load_json_arg(value: str | None) -> Any:

@@ -284,3 +284,32 @@ def test_learning_record_curve(tmp_path, capsys):
     frame = pd.read_csv(tmp_path / "out" / "curve.csv")
     assert list(frame["episodes"]) == [5, 10] and list(frame["wall_h"]) == [0.5, 2.0]
     assert (tmp_path / "out" / "curve.png").stat().st_size > 1000
+
+
+def test_episodes_needed_hand_computed():
+    """First eval point where the seed-median curve reaches each target; ratio = target episodes / needed."""
+    rows = [("planet", s, 100, r) for s, r in enumerate([500.0, 600.0, 700.0])]  # median 600
+    rows += [("planet", s, 200, r) for s, r in enumerate([800.0, 900.0, 870.0])]  # median 870
+    rows += [("sac", 0, 50, 300.0), ("sac", 0, 100, 640.0)]
+    curves = pd.DataFrame([{"variant": v, "task": "cartpole_swingup", "seed": s, "episodes": e,
+                            "env_steps": e * 1000, "return_mean": r, "return_std": 0.0} for v, s, e, r in rows])
+    stats = {"planet": {"cartpole_swingup": {"mean": 880.0, "std": 10.0, "seeds": 3}},
+             "sac": {"cartpole_swingup": {"mean": 650.0, "std": None, "seeds": 1}}}  # sac's final test return
+    infos = {"planet": report.VariantInfo("planet", "PlaNet (RSSM)"),
+             "sac": report.VariantInfo("sac", "SAC", baseline=True)}
+    needed = report.episodes_needed(curves, stats, ["cartpole_swingup"], ["planet", "sac"], infos,
+                                    report.load_published())
+    got = {(r.target, r.variant): (r.episodes, r.ratio, r.best) for r in needed.itertuples()}
+    nan = float("nan")
+    # published cartpole: D4PG 862, A3C 558, both after 1e8 env steps = 100,000 episodes
+    assert got[("D4PG (published)", "planet")] == (200.0, 500.0, 870.0)
+    assert got[("A3C (published)", "planet")] == (100.0, 1000.0, 870.0)
+    assert got[("SAC (here)", "planet")] == (200.0, 0.5, 870.0)  # SAC's 650 after its 100 episodes
+    episodes, ratio, best = got[("D4PG (published)", "sac")]
+    assert math.isnan(episodes) and math.isnan(ratio) and best == 640.0
+    assert got[("A3C (published)", "sac")] == (100.0, 1000.0, 640.0)
+    assert ("SAC (here)", "sac") not in got  # a baseline is not its own target
+    text = " ".join(report.episodes_needed_markdown(needed).split())  # without the column padding
+    for line in ("| cartpole_swingup | D4PG (published): 862 after 100,000 episodes | 200 (500x fewer) | "
+                 "not reached (best 640) |", "| SAC (here): 650 after 100 episodes | 200 (2.0x more) | — |"):
+        assert line in text, text

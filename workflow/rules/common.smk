@@ -157,4 +157,5 @@ def stage_manifest(stage: str) -> str:
 def report_files() -> list[str]:
     """Everything the report writes (dvc.yaml tracks the same list; a test keeps the two equal)."""
     return [f"{REPORT_DIR}/{name}" for name in
-            ("table1.md", "table1.csv", "table1.tex", "README.md", "metrics.json", "curves.csv", "aggregate.csv")]
+            ("table1.md", "table1.csv", "table1.tex", "README.md", "metrics.json", "curves.csv", "aggregate.csv",
+             "episodes_needed.csv")]
