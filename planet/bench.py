@@ -79,8 +79,9 @@ def bench_update(device: torch.device, batch: int, length: int, repeats: int, ac
             "batch": batch, "chunk": length}
 
 
-def bench_plan(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int, repeats: int,
-               beliefs: int = 1, action_dim: int = 6) -> float:
+def _plan_fn(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int, beliefs: int = 1,
+             action_dim: int = 6) -> Callable[[], None]:
+    """One CEM plan of an untrained paper-size model for `beliefs` beliefs, as a function to time."""
     model = WorldModel(ModelConfig(), action_dim).to(device).eval()
     gen = torch.Generator(device=device).manual_seed(0)
     belief = model.dynamics.initial(beliefs, device)
@@ -90,7 +91,23 @@ def bench_plan(device: torch.device, candidates: int, iterations: int, horizon: 
         cem(latent_objective(model, belief, gen), beliefs, horizon, action_dim, iterations, candidates, top_k, gen,
             device)
 
-    return _median_time(run, repeats, device)
+    return run
+
+
+def bench_plan(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int, repeats: int,
+               beliefs: int = 1) -> float:
+    return _median_time(_plan_fn(device, candidates, iterations, horizon, top_k, beliefs), repeats, device)
+
+
+def plan_flop(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int) -> int:
+    """Matmul FLOP of one CEM plan (one belief), counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
+
+    run = _plan_fn(device, candidates, iterations, horizon, top_k)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        run()
+    return counter.get_total_flops()
 
 
 def bench_env(task: str, steps: int) -> dict:
@@ -129,6 +146,7 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3) -> di
     plan_args = (sizes["candidates"], sizes["iterations"], sizes["horizon"], sizes["top_k"])
     plan_s = bench_plan(device, *plan_args, repeats=max(repeats, 3))
     plan10_s = bench_plan(device, *plan_args, repeats=repeats, beliefs=10)
+    flop = plan_flop(device, *plan_args)
     envs = [bench_env(task, sizes["env_steps"]) for task in ("cartpole_swingup", "walker_walk")]
     import resource  # noqa: PLC0415
 
@@ -142,7 +160,8 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3) -> di
         "quick": quick,
         "repeats": repeats,
         "update": update,
-        "plan": {"plan_s": plan_s, "plan_s_10_beliefs": plan10_s, "candidates": sizes["candidates"],
+        "plan": {"plan_s": plan_s, "plan_s_10_beliefs": plan10_s, "plan_flop": flop,
+                 "plan_fraction_of_matmul_rate": flop / plan_s / rate, "candidates": sizes["candidates"],
                  "iterations": sizes["iterations"], "horizon": sizes["horizon"], "top_k": sizes["top_k"]},
         "env": envs,
         "matmul_flop_per_s": rate,

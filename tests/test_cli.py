@@ -161,6 +161,10 @@ def test_bench_quick_prints_timings():
     assert result["quick"] is True and result["repeats"] == 1
     assert result["update"]["update_s"] > 0 and result["update"]["update_flop"] > 0
     assert result["plan"]["plan_s"] > 0 and result["plan"]["plan_s_10_beliefs"] > 0
+    # quick sizes: J=64 candidates x I=2 iterations x H=4 steps, each a handful of paper-size layers (~0.77 MFLOP
+    # per candidate step at J=1000: GRU 240k MAC, reward head 86k, prior 52k, embedding 6k)
+    assert 64 * 2 * 4 * 0.5e6 < result["plan"]["plan_flop"] < 64 * 2 * 4 * 1.0e6
+    assert result["plan"]["plan_fraction_of_matmul_rate"] > 0
     assert [env["task"] for env in result["env"]] == ["cartpole_swingup", "walker_walk"]
     for env in result["env"]:
         assert env["env_steps_per_s"] > 0 and env["render_s_per_frame"] > 0
