@@ -147,12 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     retain_freed_memory()  # before the first large tensor (see its docstring)
     setup_rendering()  # before anything imports dm_control
     from planet.config import ConfigError  # noqa: PLC0415
+    from planet.replay import CorruptEpisodeError, SeedEpisodesError  # noqa: PLC0415
 
     try:
         return _dispatch(args)
     except ConfigError as exc:
         print(f"planet: config error: {exc}", file=sys.stderr)
         return 2
+    except (SeedEpisodesError, CorruptEpisodeError) as exc:  # bad input files: the message says which and why
+        print(f"planet: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -51,6 +51,10 @@ class CorruptEpisodeError(RuntimeError):
     """An episode file on disk cannot be read or fails validation."""
 
 
+class SeedEpisodesError(ValueError):
+    """Episodes given to start a run from (`planet train --init-episodes`) are missing or belong to another run."""
+
+
 class ReplayCapacityError(RuntimeError):
     """The in-RAM buffer has no room for more rows."""
 

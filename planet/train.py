@@ -37,7 +37,7 @@ from planet.agents import MPCAgent, RandomAgent
 from planet.config import Config, ConfigError
 from planet.envs import PixelEnv, episode_seed
 from planet.models import WorldModel, preprocess
-from planet.replay import Replay, load_episode
+from planet.replay import Replay, SeedEpisodesError, load_episode
 from planet.tracking import RUN_FILE, Tracker
 from planet.utils import atomic_save, atomic_write_text, derive_seed, numpy_generator, torch_generator
 
@@ -312,14 +312,17 @@ class Trainer:
         """Take seed episodes collected by `planet collect` (same task, seed and settings) instead of re-collecting."""
         src = Path(self.init_episodes) / "episodes"
         files = sorted(src.glob("episode_*.npz"))[: self.config.train.seed_episodes]
+        if not files:
+            raise SeedEpisodesError(f"--init-episodes {self.init_episodes}: no episodes in {src} (a `planet collect "
+                                    "--out DIR` output directory holds DIR/episodes/episode_*.npz)")
         for index, path in enumerate(files):
             episode, meta = load_episode(path)
             expect = {"task": self.config.task, "seed": self.config.seed, "index": index,
                       "action_repeat": self.action_repeat}
             wrong = {k: (meta.get(k), v) for k, v in expect.items() if meta.get(k) != v}
             if wrong or len(episode["reward"]) != self.agent_steps + 1:
-                raise ValueError(f"{path} does not match this run ({wrong or 'episode length'}); collect seed "
-                                 "episodes with the same --task, --seed and settings")
+                raise SeedEpisodesError(f"{path} does not match this run ({wrong or 'episode length'}); collect "
+                                        "seed episodes with the same --task, --seed and settings")
             self.replay.add(episode, meta)
             self.counters.episodes += 1
             self.counters.env_steps += self.agent_steps * self.action_repeat

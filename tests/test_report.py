@@ -300,7 +300,6 @@ def test_episodes_needed_hand_computed():
     needed = report.episodes_needed(curves, stats, ["cartpole_swingup"], ["planet", "sac"], infos,
                                     report.load_published())
     got = {(r.target, r.variant): (r.episodes, r.ratio, r.best) for r in needed.itertuples()}
-    nan = float("nan")
     # published cartpole: D4PG 862, A3C 558, both after 1e8 env steps = 100,000 episodes
     assert got[("D4PG (published)", "planet")] == (200.0, 500.0, 870.0)
     assert got[("A3C (published)", "planet")] == (100.0, 1000.0, 870.0)

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -391,9 +392,13 @@ def test_init_episodes_of_another_seed_are_refused(tmp_path):
     code, _, stderr = run_main(["collect", "--task", TASK, "--preset", "debug", "--seed", "1",
                                 "--out", str(tmp_path / "S1"), "--no-progress", "train.seed_episodes=1"])
     assert code == 0, stderr
-    with pytest.raises(ValueError, match=r"does not match this run.*'seed': \(1, 0\)"):
-        run_main([*train_argv(tmp_path / "run", *FAST, "train.seed_episodes=1"),
-                  "--init-episodes", str(tmp_path / "S1")])
+    code, _, stderr = run_main([*train_argv(tmp_path / "run", *FAST, "train.seed_episodes=1"),
+                                "--init-episodes", str(tmp_path / "S1")])
+    assert code == 1 and stderr.splitlines()[-1].startswith("planet: error: "), stderr
+    assert re.search(r"does not match this run.*'seed': \(1, 0\)", stderr) and "Traceback" not in stderr, stderr
+    # a directory without episodes (e.g. a typo'd path) is refused too, instead of silently collecting new ones
+    code, _, stderr = run_main([*train_argv(tmp_path / "run2", *FAST), "--init-episodes", str(tmp_path / "nope")])
+    assert code == 1 and "no episodes in" in stderr and "nope" in stderr, stderr
 
 
 # --------------------------------------------------------------------------------------------------------------
