@@ -1,7 +1,9 @@
 """`planet curve`: a committed learning record of one run: eval return vs wall clock, episodes and env steps.
 
 Reads RUN/metrics.jsonl (the `eval/*` lines written during training) and writes OUT/curve.csv and OUT/curve.png
-(return vs wall-clock hours and vs collected episodes, with the 10-episode std as a band and the thresholds given).
+(return vs wall-clock hours and vs collected episodes, with the 10-episode std as a band and the thresholds given),
+and OUT/collect.csv: the return of every training episode (with exploration noise; the seed episodes are random),
+drawn thin beside the evaluation curve.
 Wall clock is measured from `--start` (a Unix time, e.g. `date +%s` taken just before `planet train`), else from
 the run's first metrics line.
 """
@@ -29,12 +31,25 @@ def curve_frame(run: Path, start: float | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot(frame: pd.DataFrame, path: Path, title: str, thresholds: list[tuple[float, float]]) -> None:
+def collect_frame(run: Path, start: float | None = None) -> pd.DataFrame:
+    """One row per training episode: episodes, env_steps, wall_h (from `start`, else the first line), return."""
+    records = read_metrics(Path(run) / "metrics.jsonl")
+    t0 = float(start) if start is not None else float(records[0]["time"]) if records else 0.0
+    rows = [{"episodes": int(r["episodes"]), "env_steps": int(r["step"]), "wall_h": (float(r["time"]) - t0) / 3600,
+             "collect_return": float(r["collect/return"])} for r in records if "collect/return" in r]
+    return pd.DataFrame(rows, columns=["episodes", "env_steps", "wall_h", "collect_return"])
+
+
+def plot(frame: pd.DataFrame, path: Path, title: str, thresholds: list[tuple[float, float]],
+         collect: pd.DataFrame | None = None) -> None:
     from matplotlib.figure import Figure  # noqa: PLC0415
 
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, x, label in ((axes[0], "wall_h", "wall-clock hours"), (axes[1], "episodes", "collected episodes")):
+        if collect is not None and len(collect):
+            ax.plot(collect[x], collect["collect_return"], lw=0.8, color="0.6",
+                    label="training episode return (exploration noise)")
         ax.plot(frame[x], frame["return_mean"], marker="o", markersize=3, label="eval return (mean of episodes)")
         ax.fill_between(frame[x], frame["return_mean"] - frame["return_std"],
                         frame["return_mean"] + frame["return_std"], alpha=0.2, label="± std over episodes")
@@ -62,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     frame = curve_frame(args.run, args.start)
     args.out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out / "curve.csv", index=False, float_format="%.4f")
+    collect = collect_frame(args.run, args.start)
+    collect.to_csv(args.out / "collect.csv", index=False, float_format="%.4f")
     thresholds = [tuple(map(float, t.split(":"))) for t in args.threshold]
-    plot(frame, args.out / "curve.png", args.title or str(args.run), thresholds)
+    plot(frame, args.out / "curve.png", args.title or str(args.run), thresholds, collect)
     reached = {f"{h:g}h>={v:g}": bool(((frame["wall_h"] <= h) & (frame["return_mean"] >= v)).any())
                for h, v in thresholds}
     print(json.dumps({"points": len(frame), "last": frame.iloc[-1].to_dict() if len(frame) else None,

@@ -283,6 +283,9 @@ def test_learning_record_curve(tmp_path, capsys):
     assert result["reached"] == {"1h>=300": True, "2h>=450": False}
     frame = pd.read_csv(tmp_path / "out" / "curve.csv")
     assert list(frame["episodes"]) == [5, 10] and list(frame["wall_h"]) == [0.5, 2.0]
+    collect = pd.read_csv(tmp_path / "out" / "collect.csv")
+    assert collect.to_dict("records") == [{"episodes": 1, "env_steps": 1000, "wall_h": 0.1667,  # %.4f
+                                           "collect_return": 5.0}]
     assert (tmp_path / "out" / "curve.png").stat().st_size > 1000
 
 
