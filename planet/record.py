@@ -19,11 +19,13 @@ import pandas as pd
 from planet.tracking import read_metrics
 
 
-def curve_frame(run: Path, start: float | None = None) -> pd.DataFrame:
-    records = read_metrics(Path(run) / "metrics.jsonl")
-    if not records:
-        raise ValueError(f"{run}/metrics.jsonl has no lines")
-    t0 = float(start) if start is not None else float(records[0]["time"])
+def _start(records: list[dict], start: float | None) -> float:
+    return float(start) if start is not None else float(records[0]["time"]) if records else 0.0
+
+
+def curve_frame(records: list[dict], start: float | None = None) -> pd.DataFrame:
+    """One row per evaluation of RUN/metrics.jsonl `records`; wall_h from `start`, else the first line."""
+    t0 = _start(records, start)
     rows = [{"episodes": int(r["episodes"]), "env_steps": int(r["step"]), "wall_h": (float(r["time"]) - t0) / 3600,
              "return_mean": float(r["eval/return_mean"]), "return_std": float(r.get("eval/return_std", "nan")),
              "eval_episodes": int(r.get("eval/episodes", 0))}
@@ -31,10 +33,9 @@ def curve_frame(run: Path, start: float | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def collect_frame(run: Path, start: float | None = None) -> pd.DataFrame:
+def collect_frame(records: list[dict], start: float | None = None) -> pd.DataFrame:
     """One row per training episode: episodes, env_steps, wall_h (from `start`, else the first line), return."""
-    records = read_metrics(Path(run) / "metrics.jsonl")
-    t0 = float(start) if start is not None else float(records[0]["time"]) if records else 0.0
+    t0 = _start(records, start)
     rows = [{"episodes": int(r["episodes"]), "env_steps": int(r["step"]), "wall_h": (float(r["time"]) - t0) / 3600,
              "collect_return": float(r["collect/return"])} for r in records if "collect/return" in r]
     return pd.DataFrame(rows, columns=["episodes", "env_steps", "wall_h", "collect_return"])
@@ -74,10 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", action="append", default=[], metavar="HOURS:RETURN",
                    help="a target drawn on the wall-clock panel, e.g. 1:300 (repeatable)")
     args = p.parse_args(argv)
-    frame = curve_frame(args.run, args.start)
+    records = read_metrics(args.run / "metrics.jsonl")
+    if not records:
+        raise ValueError(f"{args.run}/metrics.jsonl has no lines")
+    frame = curve_frame(records, args.start)
     args.out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out / "curve.csv", index=False, float_format="%.4f")
-    collect = collect_frame(args.run, args.start)
+    collect = collect_frame(records, args.start)
     collect.to_csv(args.out / "collect.csv", index=False, float_format="%.4f")
     thresholds = [tuple(map(float, t.split(":"))) for t in args.threshold]
     plot(frame, args.out / "curve.png", args.title or str(args.run), thresholds, collect)

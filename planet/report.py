@@ -1087,24 +1087,25 @@ def episodes_needed(curves: pd.DataFrame, stats: Mapping[str, Mapping[str, Any]]
     episodes / episodes needed (how many times fewer episodes); NaN where the curve never reaches the target
     (`best` = the highest median point).
     """
-    targets: list[tuple[str, str, float, float]] = []  # (task, target name, return, episodes)
+    targets: list[tuple[str, str, float, float, str | None]] = []  # (task, name, return, episodes, variant)
     refs = paper_rows(published)
     for task in tasks:
         for method in ("D4PG", "A3C"):
             row = refs[refs["method"] == method]
             if len(row) and task in row.columns and _finite(row[task].iloc[0]) is not None:
                 targets.append((task, f"{method} (published)", float(row[task].iloc[0]),
-                                float(row["budget_env_steps"].iloc[0]) / episode_env_steps))
+                                float(row["budget_env_steps"].iloc[0]) / episode_env_steps, None))
         for variant in variants:
             cell = stats.get(variant, {}).get(task)
             if infos[variant].baseline and cell:
                 done = curves[(curves["variant"] == variant) & (curves["task"] == task)]["episodes"]
                 if len(done):
-                    targets.append((task, f"{infos[variant].label} (here)", float(cell["mean"]), float(done.max())))
+                    targets.append((task, f"{infos[variant].label} (here)", float(cell["mean"]), float(done.max()),
+                                    variant))
     rows = []
-    for task, name, value, target_episodes in targets:
+    for task, name, value, target_episodes, source in targets:
         for variant in variants:
-            if f"{infos[variant].label} (here)" == name:
+            if variant == source:  # a baseline is not measured against its own score
                 continue
             data = curves[(curves["variant"] == variant) & (curves["task"] == task)]
             if data.empty:
