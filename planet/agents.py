@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from planet.config import PlannerConfig
+from planet import precision
+from planet.config import ComputeConfig, PlannerConfig
 from planet.models import State, WorldModel, preprocess
 from planet.planner import latent_objective, plan
 
@@ -36,7 +37,7 @@ class MPCAgent:
 
     def __init__(
         self, model: WorldModel, planner: PlannerConfig, bit_depth: int, exploration_noise: float,
-        generator: torch.Generator, device: torch.device,
+        generator: torch.Generator, device: torch.device, compute: ComputeConfig | None = None,
     ):
         self.model = model
         self.planner = planner
@@ -44,12 +45,18 @@ class MPCAgent:
         self.noise = exploration_noise
         self.gen = generator
         self.device = device
+        compute = compute or ComputeConfig()
+        self.plan_dtype = precision.resolve(compute.plan_precision, device)
+        self.compile = compute.compile
         self.state: State | None = None
         self.prev_action: torch.Tensor | None = None
 
     def reset(self, n: int) -> None:
+        """Start n episodes; the planner takes the model's weights as they are now (a model is not trained while it
+        acts)."""
         self.state = self.model.dynamics.initial(n, self.device)
         self.prev_action = torch.zeros(n, self.model.action_dim, device=self.device)
+        self.step = self.model.planner_step(self.plan_dtype, self.compile)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
@@ -60,8 +67,10 @@ class MPCAgent:
         prior = dyn.prior_step(self.state, self.prev_action, self.gen)
         belief = dyn.posterior_step(prior, self.model.encoder(image), self.gen)
         p = self.planner
-        mean = plan(p.kind, latent_objective(self.model, belief, self.gen), n, p.horizon, self.model.action_dim,
-                    p.iterations, p.candidates, p.top_k, self.gen, self.device)
+        objective = latent_objective(self.model, belief, self.gen, step=self.step)
+        with precision.autocast(self.plan_dtype, self.device):
+            mean = plan(p.kind, objective, n, p.horizon, self.model.action_dim, p.iterations, p.candidates, p.top_k,
+                        self.gen, self.device)
         action = mean[:, 0]
         if explore and self.noise > 0:
             noise = torch.randn(action.shape, generator=self.gen, device=self.device)

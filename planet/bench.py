@@ -4,22 +4,30 @@
 * seconds per plan (paper: CEM J=1000, I=10, H=12) for one belief, and for a batch of beliefs;
 * environment steps per second with rendering (after action repeat), and seconds per rendered frame;
 * the update's achieved FLOP/s (counted by torch's FlopCounterMode) as a fraction of this machine's float32
-  matrix-multiply rate measured in the same run.
+  matrix-multiply rate measured in the same run;
+* the update and the plan again in bfloat16 (`compute.*_precision=bf16`), their speed-up over float32, the CPU's
+  relevant instruction sets and what `auto` chooses here; with `compile`, the plan with a compiled imagination step;
+* what a user feels (`episode=True`): one `cpu`-preset training episode on cartpole (50 updates at B=16, then one
+  collected episode) and one 10-episode evaluation, run by the real Trainer in a temporary directory, in float32 and
+  in the precision `auto` chooses.
 
 Medians over `repeats` after one warm-up. Numbers from a shared machine are noisy: compare ratios from one run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from planet import utils
+from planet import precision, utils
 from planet.config import LossConfig, ModelConfig
 from planet.models import WorldModel, preprocess
 from planet.planner import cem, latent_objective
@@ -50,7 +58,8 @@ def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / seconds
 
 
-def bench_update(device: torch.device, batch: int, length: int, repeats: int, action_dim: int = 6) -> dict:
+def bench_update(device: torch.device, batch: int, length: int, repeats: int, action_dim: int = 6,
+                 dtype: torch.dtype = torch.float32) -> dict:
     cfg_model, cfg_loss = ModelConfig(), LossConfig()
     model = WorldModel(cfg_model, action_dim).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
@@ -62,7 +71,8 @@ def bench_update(device: torch.device, batch: int, length: int, repeats: int, ac
 
     def step() -> None:
         image = preprocess(obs.to(device), 5, gen)
-        loss, _ = model.loss(image, act.to(device), rew.to(device), cfg_loss, gen)
+        with precision.autocast(dtype, device):
+            loss, _ = model.loss(image, act.to(device), rew.to(device), cfg_loss, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1000.0)
@@ -80,23 +90,59 @@ def bench_update(device: torch.device, batch: int, length: int, repeats: int, ac
 
 
 def _plan_fn(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int, beliefs: int = 1,
-             action_dim: int = 6) -> Callable[[], None]:
-    """One CEM plan of an untrained paper-size model for `beliefs` beliefs, as a function to time."""
+             action_dim: int = 6, dtype: torch.dtype = torch.float32, compile_step: bool = False) -> Callable[[], None]:
+    """One CEM plan of an untrained paper-size model for `beliefs` beliefs, as a function to time (as MPCAgent
+    plans: the model's planner step in `dtype`, under autocast)."""
     model = WorldModel(ModelConfig(), action_dim).to(device).eval()
     gen = torch.Generator(device=device).manual_seed(0)
     belief = model.dynamics.initial(beliefs, device)
+    step = model.planner_step(dtype, compile_step)
 
     @torch.inference_mode()
     def run() -> None:
-        cem(latent_objective(model, belief, gen), beliefs, horizon, action_dim, iterations, candidates, top_k, gen,
-            device)
+        with precision.autocast(dtype, device):
+            cem(latent_objective(model, belief, gen, step=step), beliefs, horizon, action_dim, iterations, candidates,
+                top_k, gen, device)
 
     return run
 
 
 def bench_plan(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int, repeats: int,
-               beliefs: int = 1) -> float:
-    return _median_time(_plan_fn(device, candidates, iterations, horizon, top_k, beliefs), repeats, device)
+               beliefs: int = 1, dtype: torch.dtype = torch.float32, compile_step: bool = False) -> float:
+    fn = _plan_fn(device, candidates, iterations, horizon, top_k, beliefs, dtype=dtype, compile_step=compile_step)
+    return _median_time(fn, repeats, device)
+
+
+def bench_episode(device: torch.device, update_precision: str, plan_precision: str, quick: bool = False) -> dict:
+    """One `cpu`-preset training episode on cartpole and one evaluation, timed by the real Trainer's own metrics.
+
+    Seed episodes are collected first (not timed); then 50 updates at B=16 and one collected episode (the
+    `perf/updates_per_s` and `perf/collect_s` the run logs), then the final 10-episode evaluation (`perf/eval_s`).
+    `quick` uses the debug preset.
+    """
+    import tempfile  # noqa: PLC0415
+
+    from planet import config as config_lib  # noqa: PLC0415
+    from planet.train import Trainer  # noqa: PLC0415
+
+    preset = "debug" if quick else "cpu"
+    base = config_lib.resolve("cartpole_swingup", preset, 0)
+    overrides = {"train": {"episodes": base.train.seed_episodes + 1}, "eval": {"every": 0, "video": False},
+                 "run": {"mlflow": False, "threads": torch.get_num_threads()},
+                 "compute": {"update_precision": update_precision, "plan_precision": plan_precision}}
+    cfg = config_lib.resolve("cartpole_swingup", preset, 0, overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        Trainer(cfg, Path(tmp) / "run", device, progress=False).run()
+        wall = time.perf_counter() - t0
+        lines = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = next(m for m in lines if "perf/updates_per_s" in m)
+    evaluation = next(m for m in lines if "perf/eval_s" in m)
+    updates_s = cfg.train.updates_per_episode / train["perf/updates_per_s"]
+    return {"preset": preset, "update_precision": update_precision, "plan_precision": plan_precision,
+            "updates_s": updates_s, "collect_s": train["perf/collect_s"],
+            "episode_s": updates_s + train["perf/collect_s"], "eval_s": evaluation["perf/eval_s"],
+            "eval_episodes": cfg.eval.episodes, "wall_s_with_seed_episodes": wall}
 
 
 def plan_flop(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int) -> int:
@@ -136,36 +182,74 @@ def bench_env(task: str, steps: int) -> dict:
             "agent_steps_per_s": done_steps / seconds, "render_s_per_frame": render_s}
 
 
-def run_bench(device: torch.device, quick: bool = False, repeats: int = 3) -> dict:
+def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compile_step: bool = False,
+              episode: bool = True) -> dict:
     if quick:  # a seconds-long smoke version of the same measurements (tests, CI)
         sizes = dict(batch=4, length=8, candidates=64, iterations=2, horizon=4, top_k=8, env_steps=10)
     else:
         sizes = dict(batch=50, length=50, candidates=1000, iterations=10, horizon=12, top_k=100, env_steps=100)
     rate = matmul_rate(device, n=512 if quick else 2048)
+    bf16 = torch.bfloat16
     update = bench_update(device, sizes["batch"], sizes["length"], repeats)
+    update_bf16 = bench_update(device, sizes["batch"], sizes["length"], repeats, dtype=bf16)
     plan_args = (sizes["candidates"], sizes["iterations"], sizes["horizon"], sizes["top_k"])
     plan_s = bench_plan(device, *plan_args, repeats=max(repeats, 3))
     plan10_s = bench_plan(device, *plan_args, repeats=repeats, beliefs=10)
+    plan_bf16_s = bench_plan(device, *plan_args, repeats=max(repeats, 3), dtype=bf16)
+    plan = {"plan_s": plan_s, "plan_s_10_beliefs": plan10_s, "ten_beliefs_over_one": plan10_s / plan_s,
+            "plan_s_bf16": plan_bf16_s, "bf16_speedup": plan_s / plan_bf16_s}
+    if compile_step:
+        for name, dtype in (("compiled", torch.float32), ("compiled_bf16", bf16)):
+            t0 = time.perf_counter()
+            plan[f"plan_s_{name}"] = bench_plan(device, *plan_args, repeats=max(repeats, 3), dtype=dtype,
+                                                compile_step=True)
+            plan[f"{name}_compile_and_bench_s"] = time.perf_counter() - t0
     flop = plan_flop(device, *plan_args)
+    auto = {"update": precision.name(precision.resolve("auto", device)),
+            "plan": precision.name(precision.resolve("auto", device)),
+            "bf16_dense_speedup": precision.bf16_speedup(str(device)), "min_speedup": precision.AUTO_MIN_SPEEDUP}
     envs = [bench_env(task, sizes["env_steps"]) for task in ("cartpole_swingup", "walker_walk")]
+    episodes = []
+    if episode:
+        episodes.append(bench_episode(device, "fp32", "fp32", quick))
+        if "bf16" in (auto["update"], auto["plan"]):
+            episodes.append(bench_episode(device, "auto", "auto", quick))
     import resource  # noqa: PLC0415
 
     return {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "cpu_flags": precision.cpu_flags(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "retain_freed_memory": utils.RETAINING_FREED_MEMORY,
         "quick": quick,
         "repeats": repeats,
-        "update": update,
-        "plan": {"plan_s": plan_s, "plan_s_10_beliefs": plan10_s, "plan_flop": flop,
-                 "plan_fraction_of_matmul_rate": flop / plan_s / rate, "candidates": sizes["candidates"],
-                 "iterations": sizes["iterations"], "horizon": sizes["horizon"], "top_k": sizes["top_k"]},
+        "update": update | {"update_s_bf16": update_bf16["update_s"],
+                            "bf16_speedup": update["update_s"] / update_bf16["update_s"]},
+        "plan": plan | {"plan_flop": flop, "plan_fraction_of_matmul_rate": flop / plan_s / rate,
+                        "candidates": sizes["candidates"], "iterations": sizes["iterations"],
+                        "horizon": sizes["horizon"], "top_k": sizes["top_k"]},
+        "auto_precision": auto,
+        "user_episode": episodes,
         "env": envs,
         "matmul_flop_per_s": rate,
         "update_fraction_of_matmul_rate": update["update_flop_per_s"] / rate,
         # peak resident memory of this process (the paper-size update dominates it); Linux reports KiB
         "max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
+        **_gpu_memory(device),
     }
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _gpu_memory(device: torch.device) -> dict:
+    if device.type != "cuda":
+        return {}
+    return {"cuda_max_memory_allocated_gb": torch.cuda.max_memory_allocated(device) / 1e9}

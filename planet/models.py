@@ -35,6 +35,7 @@ Variants behind one interface (chosen by ``model.kind``):
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import NamedTuple
 
@@ -210,23 +211,37 @@ class LatentModel(nn.Module):
         z = torch.zeros(batch, self.stoch_size, device=device)
         return State(z, torch.ones_like(z), z, torch.zeros(batch, self.deter_size, device=device))
 
-    def _dist(self, raw: Tensor, deter: Tensor, generator: torch.Generator | None) -> State:
-        mean, std = raw.chunk(2, -1)
+    def samples(self, generator: torch.Generator | None) -> bool:
+        """Whether a step draws noise: not for the mean-only `gru` variant, nor without a generator."""
+        return generator is not None and not self.mean_only
+
+    def _dist(self, raw: Tensor, deter: Tensor, generator: torch.Generator | None,
+              noise: Tensor | None = None) -> State:
+        # Under autocast (reduced-precision updates) the dense layers give bf16; the Gaussian's statistics, samples
+        # and KL stay float32 (a no-op in float32).
+        mean, std = raw.float().chunk(2, -1)
         std = F.softplus(std) + self.min_std
-        if self.mean_only or generator is None:
+        if not self.samples(generator) and noise is None or self.mean_only:
             stoch = mean
         else:
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            if noise is None:
+                noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
             stoch = mean + std * noise
         return State(mean, std, stoch, deter)
 
-    def prior_step(self, prev: State, prev_action: Tensor, generator: torch.Generator | None) -> State:
-        """p(s_t | s_{t-1}, a_{t-1}) (through h_t for rssm/gru). generator=None uses the mean."""
+    def prior_step(self, prev: State, prev_action: Tensor, generator: torch.Generator | None,
+                   noise: Tensor | None = None) -> State:
+        """p(s_t | s_{t-1}, a_{t-1}) (through h_t for rssm/gru). generator=None uses the mean.
+
+        `noise` (standard normal, the shape of s_t) replaces the draw from `generator` (the planner draws a whole
+        plan's noise up front, so that how it splits the candidates into chunks cannot change the samples).
+        """
         if self.deter_size == 0:
-            return self._dist(self.prior_net(torch.cat([prev.stoch, prev_action], -1)), prev.deter, generator)
+            return self._dist(self.prior_net(torch.cat([prev.stoch, prev_action], -1)), prev.deter, generator,
+                              noise)
         x = self.input_net(torch.cat([prev.stoch, prev_action], -1))
         deter = self.cell(x, prev.deter)
-        return self._dist(self.prior_net(deter), deter, generator)
+        return self._dist(self.prior_net(deter), deter, generator, noise)
 
     def posterior_step(self, prior: State, embed: Tensor, generator: torch.Generator | None) -> State:
         """q(s_t | h_t, e_t) given the prior of the same step (rssm/gru) or its statistics (ssm)."""
@@ -274,6 +289,49 @@ class WorldModel(nn.Module):
     def predict_reward(self, state: State) -> Tensor:
         return self.reward(self.dynamics.features(state)).squeeze(-1)
 
+    def imagine_step(self, stoch: Tensor, deter: Tensor, action: Tensor,
+                     noise: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """One open-loop step of the planner: (s_{t-1}, h_{t-1}, a_{t-1}, noise) -> (s_t, h_t, predicted mean r_t).
+
+        The prior's statistics are not returned (the planner needs none), so a compiled step can skip storing them.
+        """
+        prev = State(stoch, stoch, stoch, deter)  # prior_step reads only the sample and h of the previous state
+        state = self.dynamics.prior_step(prev, action, None, noise)
+        return state.stoch, state.deter, self.predict_reward(state).float()
+
+    def planner_step(self, dtype: torch.dtype = torch.float32, compile_step: bool = False):
+        """`imagine_step` of this model's current weights in `dtype`, optionally compiled; call once per episode.
+
+        For float32 it is this model's own method. For another dtype it runs on a copy of the dynamics and reward
+        head (~0.3 M weights) cast once here, not at each of a plan's ~1000 dense layers as autocast alone would;
+        the copy is kept and refreshed in place, so a compiled step is compiled once per process, not per episode.
+        Call the step under `torch.autocast(dtype)` (inputs are cast; the Gaussians stay float32, see `_dist`).
+        """
+        cache = self.__dict__.setdefault("_planner_steps", {})  # plain attribute: not a submodule, not saved
+        key = (dtype, compile_step)
+        if key not in cache:
+            if dtype == torch.float32:
+                target = self
+            else:
+                target = WorldModel.__new__(WorldModel)
+                nn.Module.__init__(target)
+                target.cfg, target.action_dim = self.cfg, self.action_dim
+                target.dynamics = copy.deepcopy(self.dynamics).to(dtype)
+                target.reward = copy.deepcopy(self.reward).to(dtype)
+                target.eval()
+            step = target.imagine_step
+            if compile_step:
+                mode = "reduce-overhead" if next(self.parameters()).is_cuda else None
+                step = torch.compile(step, dynamic=False, mode=mode)
+            cache[key] = (target, step)
+        target, step = cache[key]
+        if target is not self:
+            with torch.no_grad():
+                for src, dst in ((self.dynamics, target.dynamics), (self.reward, target.reward)):
+                    for a, b in zip(src.parameters(), dst.parameters(), strict=True):
+                        b.copy_(a)
+        return step
+
     def loss(
         self, image: Tensor, prev_action: Tensor, reward: Tensor, loss_cfg: LossConfig,
         generator: torch.Generator | None,
@@ -293,10 +351,10 @@ class WorldModel(nn.Module):
         reward_ll = normal_log_prob(reward, self.reward(feats).squeeze(-1), 0).mean()
         kl_scale = 0.0 if self.dynamics.mean_only else loss_cfg.kl_scale
         raw_kl = kl_normal(posts.mean, posts.std, priors.mean, priors.std)
-        if kl_scale and loss_cfg.overshooting_distance >= 1:
-            kl_term = self.overshooting_kl(start, posts, prev_action, loss_cfg, generator)
-        else:
-            kl_term = free_nats_kl(raw_kl, loss_cfg.free_nats).mean()
+        kl_term = free_nats_kl(raw_kl, loss_cfg.free_nats).mean()
+        if kl_scale and loss_cfg.overshooting_distance >= 2:
+            per_distance = self.overshooting_kl(start, posts, prev_action, loss_cfg, generator)
+            kl_term = kl_term + loss_cfg.overshooting_scale * per_distance[1:].mean()
         loss = -image_ll - loss_cfg.reward_scale * reward_ll + kl_scale * kl_term
         metrics = {
             "loss/total": loss, "loss/image": -image_ll, "loss/reward": -reward_ll, "loss/kl": kl_term,
@@ -308,11 +366,18 @@ class WorldModel(nn.Module):
         self, start: State, posts: State, prev_action: Tensor, loss_cfg: LossConfig,
         generator: torch.Generator | None,
     ) -> Tensor:
-        """Latent overshooting (P Eq. 7): (1/D) sum_{d=1..D} beta_d E[max(0, KL(q(s_t) || p(s_t | s_{t-d})) - free)].
+        """Latent overshooting terms: [D] mean free-nats KL(q(s_t) || p(s_t | s_{t-d})) for d = 1..D.
 
-        Open-loop priors start from every posterior state (and the zero state before the chunk), so distance 1
-        reproduces the filtering priors exactly and D = 1 equals the standard bound. beta_1 = 1 with gradients
-        into the posterior; for d >= 2 the target posteriors are stop-gradient and beta_d = overshooting_scale.
+        Open-loop priors start from every posterior state (and the zero state before the chunk) and run d steps on
+        the stored actions; entry d-1 is max(0, KL - free_nats) averaged over the (batch, time) pairs whose target
+        lies in the chunk. For d >= 2 the target posteriors are stop-gradient (G: `stop_os_posterior_gradient`).
+        Entry 0 reproduces the filtering prior's term exactly (a check; the loss uses the filtering one).
+
+        The loss (`loss`) reads P Eq. 7 as both reference codes compute it: the standard one-step KL at full weight,
+        plus beta = `overshooting_scale` times the mean over distances 2..D of these terms (G
+        `training/define_model.py`: the zero-step divergence at scale 1, then the overshooting divergences at
+        `divergence_scale`, averaged per distance over valid time steps and then over distances). So D = 1 is the
+        standard bound. (An earlier version of this code divided the whole sum, the one-step term included, by D.)
         """
         B, T = prev_action.shape[:2]
         D = loss_cfg.overshooting_distance
@@ -320,7 +385,7 @@ class WorldModel(nn.Module):
         starts = State(*(torch.cat([s0[:, None], p[:, :-1]], 1) for s0, p in zip(start, posts, strict=True)))
         state = starts.map(lambda x: x.reshape(B * T, *x.shape[2:]))
         index = torch.arange(T, device=prev_action.device)
-        total = prev_action.new_zeros(())
+        terms = []
         for d in range(1, D + 1):
             # From start j, step d consumes the action stored in row j+d-1 and predicts row j+d-1.
             row = (index + d - 1).clamp(max=T - 1)
@@ -332,6 +397,5 @@ class WorldModel(nn.Module):
             prior = state.map(lambda x: x.reshape(B, T, *x.shape[1:]))
             kl = free_nats_kl(kl_normal(target.mean, target.std, prior.mean, prior.std), loss_cfg.free_nats)
             valid = (index + d - 1 < T).to(kl.dtype).expand(B, T)
-            beta = 1.0 if d == 1 else loss_cfg.overshooting_scale
-            total = total + beta * (kl * valid).sum() / valid.sum()
-        return total / D
+            terms.append((kl * valid).sum() / valid.sum())
+        return torch.stack(terms)

@@ -79,21 +79,41 @@ def plan(
     raise ValueError(f"unknown planner '{kind}'; valid: cem, random_shooting")
 
 
-def latent_objective(model, belief, generator: torch.Generator | None) -> Objective:
+# Rows (candidates x beliefs) imagined at once: about the J = 1000 of one paper-size plan, whose working set (a few
+# [rows, 200-600] activations) stays in the CPU's caches; ten beliefs of 1000 candidates in one [10000, ...] batch
+# ran at ~0.6 of the per-row speed of one (planet bench, 2-core EPYC and Xeon). Chunking never changes the samples.
+CHUNK_ROWS = 1024
+
+
+def latent_objective(model, belief, generator: torch.Generator | None, chunk_rows: int = CHUNK_ROWS,
+                     step: Callable | None = None) -> Objective:
     """PlaNet's objective: sum over the horizon of predicted mean rewards, imagining with prior samples.
 
     `belief` is a State of N posterior samples; each is tiled J times (P: plan from one posterior sample).
+    `step` is the model's one-step imagination (`WorldModel.imagine_step`, or its reduced-precision or compiled
+    form from `WorldModel.planner_step`); rewards are summed in float32. The prior noise of a whole call is drawn
+    first, in the order of an unchunked loop (step by step, all candidates of all beliefs), then the candidates are
+    imagined in chunks of about `chunk_rows` rows, whole beliefs per chunk, so chunking never changes the samples.
     """
     dyn = model.dynamics
+    step = step or model.imagine_step
 
     def objective(actions: Tensor) -> Tensor:
         n, j, h, a = actions.shape
-        state = belief.map(lambda x: x.repeat_interleave(j, 0))
         flat = actions.reshape(n * j, h, a)
-        total = actions.new_zeros(n * j)
-        for k in range(h):
-            state = dyn.prior_step(state, flat[:, k], generator)
-            total = total + model.predict_reward(state)
-        return total.reshape(n, j)
+        noise = [torch.randn((n * j, dyn.stoch_size), generator=generator, device=actions.device)
+                 if dyn.samples(generator) else None for _ in range(h)]
+        per = max(1, chunk_rows // j)
+        totals = []
+        for b0 in range(0, n, per):
+            rows = slice(b0 * j, min(n, b0 + per) * j)
+            stoch = belief.stoch[b0:b0 + per].repeat_interleave(j, 0)
+            deter = belief.deter[b0:b0 + per].repeat_interleave(j, 0)
+            total = actions.new_zeros(rows.stop - rows.start)
+            for k in range(h):
+                stoch, deter, reward = step(stoch, deter, flat[rows, k], None if noise[k] is None else noise[k][rows])
+                total = total + reward
+            totals.append(total)
+        return torch.cat(totals).reshape(n, j)
 
     return objective

@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from planet import config as config_lib
+from planet import precision
 from planet.agents import MPCAgent, RandomAgent
 from planet.config import Config, ConfigError
 from planet.envs import PixelEnv, episode_seed
@@ -111,7 +112,7 @@ def evaluate(model: WorldModel, config: Config, device: torch.device, episodes: 
     pool = pool or EnvPool(config)
     seeds = [episode_seed(config.seed, split, m) for m in range(episodes)]
     gen = torch_generator(config.seed, f"{split}/{round_name}", device)
-    agent = MPCAgent(model, config.planner, config.env.bit_depth, 0.0, gen, device)
+    agent = MPCAgent(model, config.planner, config.env.bit_depth, 0.0, gen, device, config.compute)
     was_training = model.training
     model.eval()
     try:
@@ -140,7 +141,8 @@ def collect_episode(config: Config, env: PixelEnv, replay: Replay, index: int, p
     else:
         assert model is not None and device is not None, "the MPC agent needs a model and a device"
         gen = torch_generator(config.seed, f"collect/{index}", device)
-        agent = MPCAgent(model, config.planner, config.env.bit_depth, config.collect.exploration_noise, gen, device)
+        agent = MPCAgent(model, config.planner, config.env.bit_depth, config.collect.exploration_noise, gen, device,
+                         config.compute)
     seed = episode_seed(config.seed, "train", index)
     (episode,) = run_episodes([env], [seed], agent, explore=True, desc=f"collect {index}" if progress else None)
     ret = float(episode["reward"].sum())
@@ -218,6 +220,7 @@ class Trainer:
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
         )
         self.train_gen = torch_generator(cfg.seed, "train", self.device)
+        self.update_dtype = precision.resolve(cfg.compute.update_precision, self.device)
         self.replay = Replay(
             self.run_dir / "episodes", self.obs_shape, self.action_dim,
             capacity_steps=cfg.train.episodes * (self.agent_steps + 1), seed=derive_seed(cfg.seed, "replay"),
@@ -225,7 +228,9 @@ class Trainer:
         tags = {
             "task": cfg.task, "seed": str(cfg.seed), "preset": cfg.preset, "model": cfg.model.kind,
             "planner": cfg.planner.kind, "collect": cfg.collect.policy, "params_hash": cfg.digest(),
-            "device": str(self.device), **_git_tags(), **self.extra_tags,
+            "device": str(self.device), "update_precision": precision.name(self.update_dtype),
+            "plan_precision": precision.name(precision.resolve(cfg.compute.plan_precision, self.device)),
+            **_git_tags(), **self.extra_tags,
         }
         self.tracker = Tracker(
             self.run_dir, experiment=cfg.run.experiment,
@@ -292,7 +297,8 @@ class Trainer:
                            self.train_gen)
         action = torch.as_tensor(batch["action"]).to(dev, non_blocking=True)
         reward = torch.as_tensor(batch["reward"]).to(dev, non_blocking=True)
-        loss, metrics = self.model.loss(image, action, reward, cfg.loss, self.train_gen)
+        with precision.autocast(self.update_dtype, dev):
+            loss, metrics = self.model.loss(image, action, reward, cfg.loss, self.train_gen)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)

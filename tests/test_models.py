@@ -11,6 +11,7 @@ from planet.config import LossConfig, ModelConfig
 from planet.models import (
     Decoder,
     Encoder,
+    State,
     WorldModel,
     free_nats_kl,
     kl_normal,
@@ -205,45 +206,64 @@ def test_overshooting_at_distance_one_equals_the_standard_bound():
     assert torch.isfinite(d3_loss) and not torch.allclose(d3_m["loss/kl"], std_m["loss/kl"])
 
 
-def test_overshooting_targets_are_stop_gradient_beyond_distance_one():
-    """With only d >= 2 terms weighted, the posterior network gets gradient only through the open-loop starts."""
+class _AddAction(torch.nn.Module):
+    """Mock transition: s_t = s_{t-1} + a_{t-1} with unit std, so KL(q || p) = 0.5 (m_q - m_p)^2 in one dimension."""
+
+    def prior_step(self, prev, action, generator):
+        mean = prev.stoch + action
+        return State(mean, torch.ones_like(mean), mean, prev.deter)
+
+
+def _mock_overshooting(free_nats: float):
+    model = WorldModel(TINY, action_dim=1)
+    model.dynamics = _AddAction()
+    act = torch.tensor([[[0.5], [-1.0], [2.0]]])  # rows 0..2 hold a_{-1}, a_0, a_1
+    m = torch.tensor([[[1.0], [0.0], [3.0]]], requires_grad=True)  # posterior means of rows 0..2, std 1
+    posts = State(m, torch.ones_like(m), m, torch.zeros(1, 3, 0))
+    start = State(*(torch.zeros(1, n) for n in (1, 1, 1, 0)))
+    cfg = LossConfig(free_nats=free_nats, overshooting_distance=2)
+    return model.overshooting_kl(start, posts, act, cfg, None), m
+
+
+def test_overshooting_terms_by_hand_with_a_mock_transition():
+    """T = 3, D = 2 with s_t = s_{t-1} + a_{t-1}; every KL term written out by hand.
+
+    d = 1: row 0 from the zero state: prior 0 + 0.5 = 0.5 vs 1.0 -> 0.125; row 1 from q_0: 1.0 - 1.0 = 0.0 vs 0.0
+    -> 0; row 2 from q_1: 0.0 + 2.0 = 2.0 vs 3.0 -> 0.5. Mean 0.625 / 3.
+    d = 2: row 1 from the zero state: 0.5 - 1.0 = -0.5 vs 0.0 -> 0.125; row 2 from q_0: 1.0 - 1.0 + 2.0 = 2.0 vs 3.0
+    -> 0.5 (row 3 lies outside the chunk). Mean 0.3125.
+    """
+    terms, _ = _mock_overshooting(0.0)
+    assert torch.allclose(terms, torch.tensor([0.625 / 3, 0.3125]))
+    # free nats per (batch, time) term: max(0, KL - 0.2) -> d=1 [0, 0, 0.3], d=2 [0, 0.3]
+    terms, m = _mock_overshooting(0.2)
+    assert torch.allclose(terms, torch.tensor([0.1, 0.15]))
+    # stop-gradient targets for d >= 2: of the d=2 terms only q_0 as a *start* gets gradient:
+    # d/dm_0 of 0.5 (3 - (m_0 + 1)) ^ 2 / 2 = -(3 - 2) / 2 = -0.5 (free nats inactive: 0.5 - 0.2 > 0)
+    (grad,) = torch.autograd.grad(terms[1], m)
+    assert torch.allclose(grad, torch.tensor([[[-0.5], [0.0], [0.0]]]))
+
+
+def test_overshooting_adds_the_open_loop_terms_to_the_full_one_step_kl():
+    """The loss is the standard one-step KL at full weight plus beta x the mean of the d >= 2 terms (G), and the
+    open-loop d = 1 term reproduces the filtering KL exactly."""
     torch.manual_seed(0)
     model = WorldModel(TINY, action_dim=2)
     batch = _batch()
-    dyn = model.dynamics
+    free, beta = 0.01, 0.5
+    cfg = LossConfig(free_nats=free, overshooting_distance=3, overshooting_scale=beta)
+    _, std_m, _ = _loss_and_grads(model, batch, LossConfig(free_nats=free))
+    _, os_m, _ = _loss_and_grads(model, batch, cfg)
     image, act, _ = batch
-    embed = model.encoder(image)
+    dyn = model.dynamics
     start = dyn.initial(image.shape[0], "cpu")
-    _, posts = dyn.observe(embed, act, start, gen())
-    cfg = LossConfig(free_nats=0.0, overshooting_distance=2, overshooting_scale=1.0)
-    full = model.overshooting_kl(start, posts, act, cfg, gen())
-    # recompute by hand: d=1 term from the filtering priors, d=2 term from explicit two-step rollouts
-    priors_d1 = [dyn.prior_step(start if j == 0 else posts.map(lambda x, j=j: x[:, j - 1]), act[:, j], None)
-                 for j in range(act.shape[1])]
-    kl1 = torch.stack([kl_normal(posts.mean[:, j], posts.std[:, j], p.mean, p.std) for j, p in enumerate(priors_d1)], 1)
     g = gen()
-    T = act.shape[1]
-    # the rollout draws d=1 samples for every start in one batch; reproduce that draw order
-    B = act.shape[0]
-    starts = [start] + [posts.map(lambda x, j=j: x[:, j]) for j in range(T - 1)]
-    from planet.models import State
-
-    s_all = State(*(torch.stack(xs, 1).reshape(B * T, -1) for xs in zip(*starts, strict=True)))
-    step1 = dyn.prior_step(s_all, act.reshape(B * T, -1), g)
-    rows2 = torch.arange(T).add(1).clamp(max=T - 1)
-    step2 = dyn.prior_step(step1, act[:, rows2].reshape(B * T, -1), g)
-    p2 = step2.map(lambda x: x.reshape(B, T, -1))
-    kl2 = kl_normal(posts.mean[:, rows2], posts.std[:, rows2], p2.mean, p2.std)[:, : T - 1]
-    expected = (kl1.mean() + kl2.mean()) / 2
-    assert torch.allclose(full, expected, rtol=1e-5)
-    # stop-gradient: d/d(post_net) of the d=2 term flows only via the start states, not the targets
-    post_w = dyn.post_net[-1].weight
-    (grad_full,) = torch.autograd.grad(kl2.mean(), post_w, retain_graph=True)
-    detached_targets = kl_normal(posts.mean[:, rows2].detach(), posts.std[:, rows2].detach(), p2.mean, p2.std)
-    (grad_detached,) = torch.autograd.grad(detached_targets[:, : T - 1].mean(), post_w, retain_graph=True)
-    (grad_model,) = torch.autograd.grad(full - kl1.mean() / 2, post_w)
-    assert not torch.allclose(grad_full, grad_detached)  # the targets would carry gradient if not stopped
-    assert torch.allclose(grad_model, grad_detached / 2, rtol=1e-4, atol=1e-7)
+    embed = model.encoder(image)
+    priors, posts = dyn.observe(embed, act, start, g)
+    terms = model.overshooting_kl(start, posts, act, cfg, g)
+    one_step = free_nats_kl(kl_normal(posts.mean, posts.std, priors.mean, priors.std), free).mean()
+    assert torch.allclose(terms[0], one_step, rtol=1e-5)
+    assert torch.allclose(os_m["loss/kl"], std_m["loss/kl"] + beta * terms[1:].mean(), rtol=1e-5)
 
 
 def test_gru_variant_has_no_kl_term():
