@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_rendering()  # before anything imports dm_control
     from planet.config import ConfigError  # noqa: PLC0415
     from planet.replay import CorruptEpisodeError, SeedEpisodesError  # noqa: PLC0415
+    from planet.utils import DeviceError  # noqa: PLC0415
 
     try:
         return _dispatch(args)
@@ -161,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SeedEpisodesError, CorruptEpisodeError) as exc:  # bad input files: the message says which and why
         print(f"planet: error: {exc}", file=sys.stderr)
         return 1
+    except DeviceError as exc:
+        print(f"planet: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -179,6 +179,9 @@ class ComputeConfig:
     float32); auto = bf16 where this machine measures it faster (CPUs with AVX512-BF16 or AMX, recent GPUs)."""
     plan_precision: Literal["fp32", "bf16", "auto"] = "fp32"
     """CEM imagination: bf16 plans on a bfloat16 copy of the dynamics and reward head (rewards summed in float32)."""
+    tf32: bool = True
+    """CUDA only: TF32 tensor cores for float32 matmuls and convolutions (10-bit mantissa inputs, float32
+    accumulation; PyTorch's own default for convolutions). false = strict float32. No effect on CPU."""
     compile: bool = False
     """torch.compile the planner's one-step imagination (CUDA: mode reduce-overhead, i.e. CUDA graphs). Compiles once
     per process (~20 s on a 2-core CPU), then plans ~1.2x faster on CPU."""

@@ -271,6 +271,17 @@ def load_published(path: Path = PUBLISHED_SCORES) -> pd.DataFrame:
         return pd.DataFrame(columns=["method", "modality", "budget_env_steps", "source", *TASKS, "note"])
 
 
+PLANET_BUDGET_SOURCE = "CURL (ICML 2020)"  # PlaNet at 100k and 500k env steps (Laskin et al. 2020, Table 1)
+
+
+def table_reference_rows(published: pd.DataFrame) -> pd.DataFrame:
+    """Table 1's reference rows: the paper's four, then PlaNet at 100k and 500k env steps as later papers report it
+    (the budgets a CPU can reach; issue 10's campaign compares with them)."""
+    later = published[published["source"].astype(str).str.startswith(PLANET_BUDGET_SOURCE)
+                      & (published["method"] == "PlaNet")].sort_values("budget_env_steps")
+    return pd.concat([paper_rows(published), later], ignore_index=True)
+
+
 def paper_rows(published: pd.DataFrame) -> pd.DataFrame:
     """The paper's Table 1 rows (A3C, D4PG, PlaNet, CEM + true simulator), in that order."""
     rows = published[published["source"].astype(str).str.startswith(PAPER_TABLE_SOURCE)
@@ -375,7 +386,7 @@ def build_table(runs: Sequence[Run], infos: Mapping[str, VariantInfo], stats: Ma
             row[f"{task}_std"] = cell["std"] if cell else None
             row[f"{task}_seeds"] = cell["seeds"] if cell else None
         rows.append(row)
-    for _, ref in paper_rows(published).iterrows():
+    for _, ref in table_reference_rows(published).iterrows():
         budget = _int(ref["budget_env_steps"])
         row = {"method": ref["method"], "variant": None, "kind": "reference", "source": ref["source"],
                "episodes": None if budget is None else budget // 1000, "env_steps": budget}

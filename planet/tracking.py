@@ -517,19 +517,33 @@ class Tracker:
 
         MLflow cannot delete metric points: re-logged steps appear there a second time (same step, later
         timestamp); MLflow's UI plots and ``latest`` value use the newest point.
+
+        A file shorter than ``offset`` (cut, or deleted, after the checkpoint) is kept as it is, with a warning:
+        the lines it lost are gone, the run's state is in the checkpoint, and logging continues after the lines that
+        remain. An ``offset`` inside a line (the file was edited) cuts back to the line boundary before it.
         """
         self._check_open()
+        if offset < 0:
+            raise ValueError(f"offset {offset} is negative")
         self._metrics_fh.flush()
         size = self.metrics_path.stat().st_size
-        if not 0 <= offset <= size:
-            raise ValueError(f"offset {offset} outside {self.metrics_path} (size {size})")
+        if offset > size:
+            logger.warning(
+                "%s is shorter (%d bytes) than the checkpoint recorded (%d bytes): the metrics logged in between "
+                "are lost; the run resumes from its checkpoint and logs on after the lines that remain.",
+                self.metrics_path, size, offset,
+            )
+            return
         if offset == size:
             return
         if offset > 0:
             with open(self.metrics_path, "rb") as fh:
-                fh.seek(offset - 1)
-                if fh.read(1) != b"\n":
-                    raise ValueError(f"offset {offset} is not at a line boundary of {self.metrics_path}")
+                head = fh.read(offset)
+            boundary = head.rfind(b"\n") + 1
+            if boundary != offset:
+                logger.warning("%s: the checkpoint's offset %d is inside a line (was the file edited?); cutting back "
+                               "to the line boundary at %d.", self.metrics_path, offset, boundary)
+                offset = boundary
         os.truncate(self.metrics_path, offset)  # the handle is in append mode, so writes follow the new end
 
     def close(self, status: str = "FINISHED") -> None:

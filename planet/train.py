@@ -207,6 +207,8 @@ class Trainer:
         cfg = self.config
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)
+        if self.device.type == "cuda":
+            cuda_defaults(cfg.compute.tf32)
         self.pool = EnvPool(cfg)
         probe = self.pool.get(1)[0]
         self.action_dim, self.obs_shape = probe.action_dim, probe.obs_shape
@@ -248,6 +250,7 @@ class Trainer:
         state = {
             "version": CHECKPOINT_VERSION,
             "config_digest": self.config.digest(),
+            "device_type": self.device.type,
             "counters": vars(self.counters).copy(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -268,7 +271,10 @@ class Trainer:
             self.tracker.truncate_metrics(0)
             return False
         try:
-            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+            # Loaded on the CPU: generator states must be CPU byte tensors for CPU and CUDA generators alike
+            # (map_location=cuda put the CUDA generator's state on the GPU and every resume on a GPU failed);
+            # load_state_dict moves the model's and the optimiser's tensors to the run's device.
+            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         except Exception as exc:  # atomic writes make this unlikely; say what to do if it happens
             raise RuntimeError(
                 f"cannot read checkpoint {self.checkpoint_path} ({exc}); delete it to restart the run from scratch"
@@ -276,11 +282,17 @@ class Trainer:
         if state.get("version") != CHECKPOINT_VERSION:
             raise RuntimeError(f"{self.checkpoint_path} has checkpoint version {state.get('version')}, "
                                f"this code reads {CHECKPOINT_VERSION}")
+        saved_on = state.get("device_type", "cpu")
+        if saved_on != self.device.type:
+            raise ConfigError(
+                f"{self.run_dir} was trained on {saved_on} and this resume runs on {self.device.type}; CPU and CUDA "
+                f"random generators differ, so resume it with --device {saved_on} (or start a new --out directory)"
+            )
         self.counters = Counters(**state["counters"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.train_gen.set_state(state["train_gen"].to("cpu") if self.device.type == "cpu" else state["train_gen"])
+        self.train_gen.set_state(state["train_gen"])
         # Episodes written after this checkpoint are dropped and collected again, identically (seeded per index).
         self.replay.truncate(self.counters.episodes)
         self.replay.load_state_dict(state["replay"])
@@ -293,10 +305,15 @@ class Trainer:
         cfg = self.config
         batch = self.replay.sample(cfg.train.batch_size, cfg.train.chunk_length)
         dev = self.device
-        image = preprocess(torch.as_tensor(batch["obs"]).to(dev, non_blocking=True), cfg.env.bit_depth,
-                           self.train_gen)
-        action = torch.as_tensor(batch["action"]).to(dev, non_blocking=True)
-        reward = torch.as_tensor(batch["reward"]).to(dev, non_blocking=True)
+        pin = dev.type == "cuda"  # page-locked host memory, so the copies below overlap the GPU's work
+
+        def to_device(x: np.ndarray) -> torch.Tensor:
+            t = torch.as_tensor(x)
+            return (t.pin_memory() if pin else t).to(dev, non_blocking=True)
+
+        image = preprocess(to_device(batch["obs"]), cfg.env.bit_depth, self.train_gen)
+        action = to_device(batch["action"])
+        reward = to_device(batch["reward"])
         with precision.autocast(self.update_dtype, dev):
             loss, metrics = self.model.loss(image, action, reward, cfg.loss, self.train_gen)
         self.optimizer.zero_grad(set_to_none=True)
@@ -438,6 +455,14 @@ class Trainer:
         }
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
+
+
+def cuda_defaults(tf32: bool) -> None:
+    """What a CUDA user expects: TF32 tensor-core matmuls and convolutions (`compute.tf32`; off = strict float32)
+    and cuDNN's autotuner (the update's shapes never change within a run)."""
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
 
 
 def run_tracking_uri(run_dir: Path) -> str | None:

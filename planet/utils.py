@@ -94,12 +94,20 @@ def retain_freed_memory() -> bool:
     return RETAINING_FREED_MEMORY
 
 
+class DeviceError(ValueError):
+    """The requested device does not exist here; the message says what to pass instead."""
+
+
 def choose_device(name: str | None = None) -> torch.device:
     """`name` if given ("cpu", "cuda", "cuda:1"), else CUDA when available, else CPU."""
     if name:
-        device = torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError as exc:
+            raise DeviceError(f"--device {name}: not a device ({exc}) - use cpu, cuda or cuda:N") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__})")
+            raise DeviceError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}) - "
+                              "run on a GPU node, or pass --device cpu")
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

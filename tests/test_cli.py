@@ -170,3 +170,16 @@ def test_bench_quick_prints_timings():
         assert env["env_steps_per_s"] > 0 and env["render_s_per_frame"] > 0
         assert env["env_steps_per_s"] == pytest.approx(env["agent_steps_per_s"] * env["action_repeat"])
     assert result["matmul_flop_per_s"] > 0 and result["update_fraction_of_matmul_rate"] > 0
+
+
+@pytest.mark.parametrize("device", ["cuda", "foo"])
+def test_an_unusable_device_is_one_line(tmp_path, device):
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    argv = ["train", "--task", TASK, "--preset", "debug", "--device", device, "--out", str(tmp_path / "r"),
+            "--no-progress", "run.mlflow=false"]
+    code, _, err = run_main(argv)
+    assert code == 2 and "Traceback" not in err
+    assert f"planet: error: --device {device}" in err and "cpu" in err, err

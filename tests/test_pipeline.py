@@ -62,6 +62,8 @@ def job_counts(output: str) -> dict[str, int]:
         # cpu: cartpole x 3 seeds; planet, gru, ssm; SAC x 3 seeds + simulator x 1
         ("cpu", {"collect_seed_episodes": 3, "train": 9, "evaluate": 9, "baseline": 4, "report": 1,
                  "init_tracking": 1}),
+        # cpu100k: planet on the six tasks, seed 0, no baselines (issue 10's campaign)
+        ("cpu100k", {"collect_seed_episodes": 6, "train": 6, "evaluate": 6, "report": 1, "init_tracking": 1}),
         # smoke: planet on six tasks + six ablations on cartpole, one seed; SAC and simulator on cartpole
         ("smoke", {"collect_seed_episodes": 6, "train": 12, "evaluate": 12, "baseline": 2, "report": 1,
                    "init_tracking": 1}),
@@ -73,6 +75,19 @@ def test_dry_run_lists_the_expected_jobs(tmp_path, preset, expected):
     assert {k: counts.get(k) for k in expected} == expected
     # the stage targets DVC calls come on top: seeds/train_all/evaluate_all are manifests of the same jobs
     assert counts["all"] == 1
+
+
+@pytest.mark.parametrize(("preset", "device"), [("paper", "cuda"), ("cpu", "cpu"), ("smoke", "cpu")])
+def test_every_job_is_given_the_device_its_preset_declares(tmp_path, preset, device):
+    """GPU presets pass --device cuda (a node without CUDA fails in seconds), CPU presets --device cpu (never a GPU
+    they did not declare); the simulator baseline plans on CPU physics in every preset."""
+    proc = snakemake(copy_pipeline(tmp_path), "-n", "-p", "--cores", "8", "--config", f"preset={preset}")
+    commands = [line for line in proc.stdout.splitlines()
+                if any(f"planet {c}" in line for c in ("train", "evaluate", "baseline"))]
+    assert commands
+    for line in commands:
+        expect = "cpu" if "planet baseline simulator" in line else device
+        assert f"--device {expect} " in line, line
 
 
 def test_default_target_is_the_paper_grid(tmp_path):

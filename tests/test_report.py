@@ -113,15 +113,17 @@ def test_reference_rows_equal_published(built):
     table = pd.read_csv(out / "table1.csv")
     published = pd.read_csv(report.PUBLISHED_SCORES)
     refs = table[table["kind"] == "reference"]
-    assert list(refs["method"]) == ["A3C", "D4PG", "PlaNet", "CEM + true simulator"]
-    assert list(refs["episodes"]) == [100_000, 100_000, 1_000, 0]
-    assert list(refs["env_steps"]) == [100_000_000, 100_000_000, 1_000_000, 0]
+    # the paper's Table 1, then PlaNet at 100k and 500k env steps (CURL, Table 1)
+    assert list(refs["method"]) == ["A3C", "D4PG", "PlaNet", "CEM + true simulator", "PlaNet", "PlaNet"]
+    assert list(refs["episodes"]) == [100_000, 100_000, 1_000, 0, 100, 500]
+    assert list(refs["env_steps"]) == [100_000_000, 100_000_000, 1_000_000, 0, 100_000, 500_000]
     assert refs.index.min() > table[table["kind"] != "reference"].index.max()  # runs first, references after
-    paper = published[published["source"].str.startswith("PlaNet Table 1")].set_index("method")
+    index = published.set_index(["method", "budget_env_steps", "source"])
     for _, row in refs.iterrows():
         for task in report.TASKS:
-            assert row[task] == paper.loc[row["method"], task]
-    assert refs.set_index("method").loc["PlaNet", "cartpole_swingup"] == 821
+            assert row[task] == index.loc[(row["method"], row["env_steps"], row["source"]), task]
+    by_budget = refs[refs["method"] == "PlaNet"].set_index("env_steps")["cartpole_swingup"]
+    assert by_budget.to_dict() == {1_000_000: 821, 100_000: 297, 500_000: 475}
 
 
 def test_table_md_and_tex(built):
@@ -254,7 +256,7 @@ def test_empty_results_and_cli(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["runs"] == 0
     out = tmp_path / "out"
     table = pd.read_csv(out / "table1.csv")
-    assert list(table["kind"]) == ["run", "reference", "reference", "reference", "reference"]
+    assert list(table["kind"]) == ["run"] + ["reference"] * 6
     assert table["cartpole_swingup"].isna().iloc[0]
     text = (out / "README.md").read_text()
     assert "No runs were found" in text and "planet / cartpole_swingup / seed 0: absent" in text

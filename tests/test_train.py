@@ -43,8 +43,10 @@ TRAIN_KEYS = ("train/loss/image", "train/loss/reward", "train/loss/kl", "train/g
 
 
 def train_argv(out: Path, *overrides: str, task: str = TASK) -> list[str]:
-    return ["train", "--task", task, "--preset", "debug", "--seed", "0", "--out", str(out), "--no-progress",
-            *overrides]
+    # --device cpu: bit-identical resume (tested below) is a CPU guarantee; on CUDA a resume continues the same
+    # distribution, not the same bits (README, "GPUs"), so these tests mean the same on a GPU machine.
+    return ["train", "--task", task, "--preset", "debug", "--seed", "0", "--device", "cpu", "--out", str(out),
+            "--no-progress", *overrides]
 
 
 def run_main(argv: list[str]) -> tuple[int, str, str]:
@@ -370,6 +372,58 @@ def test_run_interrupted_before_its_first_checkpoint_restarts_cleanly(isolated_m
 
 
 @pytest.mark.slow
+def test_resume_loads_on_the_cpu_and_refuses_another_device_type(tmp_path, monkeypatch):
+    """Checkpoints load with map_location='cpu' (generator states must be CPU byte tensors, for CUDA generators
+    too: loading onto the GPU made every CUDA resume fail), and a run is resumed only on the device type it was
+    trained on (CPU and CUDA generators differ), with one clear line otherwise."""
+    import planet.train as train_module
+
+    out = tmp_path / "run"
+    train(out, *FAST)
+    (out / "summary.json").unlink()  # make the complete run resumable again
+    seen = []
+    real_load = torch.load
+
+    def recording_load(*args, **kwargs):
+        seen.append(kwargs.get("map_location"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(train_module.torch, "load", recording_load)
+    train(out, *FAST)  # resumes from the checkpoint (nothing left to train) and finishes
+    assert seen and set(seen) == {"cpu"}
+    monkeypatch.setattr(train_module.torch, "load", real_load)
+
+    (out / "summary.json").unlink()
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["device_type"] == "cpu"
+    torch.save({**state, "device_type": "cuda"}, out / "checkpoint.pt")
+    code, _, err = run_main(train_argv(out, *FAST))
+    assert code == 2 and "Traceback" not in err
+    assert "was trained on cuda" in err and "--device cuda" in err and len(err.strip().splitlines()) == 2, err
+
+
+@pytest.mark.parametrize("damage", ["cut 100 bytes", "delete"])
+def test_resume_copes_with_a_metrics_file_shorter_than_the_checkpoint(tmp_path, damage, caplog):
+    """metrics.jsonl cut or deleted after the last checkpoint: the run resumes (warning once) instead of failing
+    on every attempt, and keeps logging after the lines that remain."""
+    out = tmp_path / "run"
+    train(out, *FAST)
+    (out / "summary.json").unlink()  # resumable again, from the checkpoint after the last episode
+    metrics = out / "metrics.jsonl"
+    before = len(read_metrics(out))
+    if damage == "delete":
+        metrics.unlink()
+    else:
+        os.truncate(metrics, metrics.stat().st_size - 100)
+    with caplog.at_level("WARNING"):
+        code, _, err = run_main(train_argv(out, *FAST))
+    assert code == 0 and "Traceback" not in err, err
+    assert "are lost" in caplog.text
+    lines = read_metrics(out)
+    assert lines and "eval/return_mean" in lines[-1] and (out / "summary.json").exists()
+    assert len(lines) < before + 1
+
+
 def test_init_episodes_equal_self_collected_seed_episodes(tmp_path, cartpole_run):
     code, stdout, stderr = run_main(["collect", "--task", TASK, "--preset", "debug", "--seed", "0",
                                      "--out", str(tmp_path / "S"), "--no-progress"])

@@ -24,6 +24,8 @@ rule baseline:
         run_dir=lambda wc: run_dir(wc.baseline, wc.task, wc.seed),
         uri=TRACKING_URI,
         pipeline=PRESET,
+        # SAC trains on the preset's device; the simulator plans on CPU physics (its --device is unused)
+        device=lambda wc: DEVICE if config["baselines"][wc.baseline]["kind"] == "sac" else "cpu",
     threads: P["threads"]
     conda:
         "../envs/planet.yaml"
@@ -31,7 +33,7 @@ rule baseline:
         gpu=lambda wc: 1 if P["gpu"] and config["baselines"][wc.baseline]["kind"] == "sac" else 0,
     shell:
         "MLFLOW_TRACKING_URI={params.uri:q} planet baseline {params.kind} --task {wildcards.task} "
-        "--preset {params.preset} --seed {wildcards.seed} --out {params.run_dir:q} "
+        "--preset {params.preset} --seed {wildcards.seed} --device {params.device} --out {params.run_dir:q} "
         "--tag variant={wildcards.baseline} --tag pipeline_preset={params.pipeline} --no-progress "
         "{params.overrides} simulator.workers={threads} > {log:q} 2>&1"
 

@@ -29,6 +29,9 @@ for _v in P.get("variant_overrides", {}):
     if _v not in config["variants"]:
         raise ValueError(f"config: presets.{PRESET}.variant_overrides names unknown variant '{_v}'")
 
+# The device every train, evaluate and baseline job is given explicitly: a GPU preset fails in seconds on a node
+# without CUDA (instead of training on the CPU for days), and a CPU preset never takes a GPU it did not declare.
+DEVICE = "cuda" if P["gpu"] else "cpu"
 RESULTS = f"results/{PRESET}"
 REPORT_DIR = f"reports/{PRESET}"
 TASKS = list(P["tasks"])

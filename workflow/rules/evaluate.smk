@@ -15,6 +15,7 @@ rule evaluate:
         episodes=P["eval_episodes"],
         run_dir=lambda wc: run_dir(wc.variant, wc.task, wc.seed),
         uri=TRACKING_URI,
+        device=DEVICE,
     threads: P["threads"]
     conda:
         "../envs/planet.yaml"
@@ -22,7 +23,7 @@ rule evaluate:
         gpu=1 if P["gpu"] else 0,
     shell:
         "MLFLOW_TRACKING_URI={params.uri:q} planet evaluate --run {params.run_dir:q} --episodes {params.episodes} "
-        "--out {output:q} --threads {threads} --no-progress > {log:q} 2>&1"
+        "--out {output:q} --threads {threads} --device {params.device} --no-progress > {log:q} 2>&1"
 
 
 rule evaluate_all:

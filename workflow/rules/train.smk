@@ -20,6 +20,7 @@ rule train:
         run_dir=lambda wc: run_dir(wc.variant, wc.task, wc.seed),
         uri=TRACKING_URI,
         pipeline=PRESET,
+        device=DEVICE,
     threads: P["threads"]
     conda:
         "../envs/planet.yaml"
@@ -27,7 +28,7 @@ rule train:
         gpu=1 if P["gpu"] else 0,
     shell:
         "MLFLOW_TRACKING_URI={params.uri:q} planet train --task {wildcards.task} --preset {params.preset} "
-        "--seed {wildcards.seed} --out {params.run_dir:q} --init-episodes {input.seeds:q} --on-config-change archive "
+        "--seed {wildcards.seed} --device {params.device} --out {params.run_dir:q} --init-episodes {input.seeds:q} --on-config-change archive "
         "--tag variant={wildcards.variant} --tag pipeline_preset={params.pipeline} --no-progress "
         "{params.overrides} run.threads={threads} > {log:q} 2>&1"
 
