@@ -211,9 +211,16 @@ class Config:
         """Dotted-key view, e.g. {"planner.horizon": 12, ...}."""
         return flatten(self.to_dict())
 
+    def identity(self) -> dict[str, Any]:
+        """Every value that changes results: all sections but `run` (checkpoints, tracking and threads are
+        bookkeeping, so e.g. `run.mlflow=false` can resume a run made with MLflow)."""
+        tree = self.to_dict()
+        tree.pop("run")
+        return tree
+
     def digest(self) -> str:
-        """Short hash of every value that changes results (used to tag runs and detect a changed config)."""
-        payload = json.dumps(self.to_dict(), sort_keys=True)
+        """Short hash of `identity` (used to tag runs, name run directories and detect a changed config)."""
+        payload = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -445,5 +452,6 @@ def load(path: Path) -> Config:
 
 
 def diff(a: Config, b: Config) -> dict[str, tuple[Any, Any]]:
-    fa, fb = a.flat(), b.flat()
+    """Differences of identity (`Config.identity`): what makes two configs different runs."""
+    fa, fb = flatten(a.identity()), flatten(b.identity())
     return {k: (fa[k], fb[k]) for k in fa if fa[k] != fb[k]}

@@ -41,9 +41,9 @@ MAX_METRICS_PER_BATCH = 1000
 _RESERVED_METRIC_KEYS = ("step", "time")
 _STATUSES = ("FINISHED", "FAILED", "KILLED")
 _FIX_HINT = (
-    "Metrics are still written to {path}. To fix: check MLFLOW_TRACKING_URI / the tracking_uri argument "
-    "(default sqlite:///mlflow.db), that the server is up or the database is writable and not locked, or "
-    "run 'mlflow db upgrade <uri>'; pass enabled=False to run without MLflow."
+    "Metrics are still written to {path}. To fix: check MLFLOW_TRACKING_URI (or tracking_uri in "
+    "params/pipeline.yaml; default sqlite:///mlflow.db), that the server is up or the database is writable and not "
+    "locked, or run 'mlflow db upgrade <uri>'; or train without MLflow: `planet train ... run.mlflow=false`."
 )
 
 
@@ -60,6 +60,29 @@ def _sqlite_path(uri: str) -> Path | None:
     if not path or path == ":memory:":
         return None
     return Path(path)
+
+
+SERVER_PROBE_TIMEOUT_S = 5.0
+
+
+def check_server(uri: str, timeout: float = SERVER_PROBE_TIMEOUT_S) -> None:
+    """For an http(s) tracking URI, one quick request to the server's /health endpoint before MLflow's client (which
+    retries each request 7 times with backoff: an unreachable server stalled every start by ~4 minutes). Raises
+    ConnectionError with the URI and the fix if the server does not answer within `timeout` seconds."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answered (a proxy or an older server without /health): MLflow's client takes over
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConnectionError(f"MLflow server {uri} did not answer ({reason}); start it (`mlflow server ...`), "
+                              "fix MLFLOW_TRACKING_URI / tracking_uri, or pass run.mlflow=false") from None
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -321,6 +344,7 @@ class Tracker:
 
     def _start_mlflow(self, tracking_uri: str | None) -> None:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        check_server(self.tracking_uri)
         _quiet_mlflow_logging()
         from mlflow.tracking import MlflowClient
 

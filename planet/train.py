@@ -190,6 +190,8 @@ class Trainer:
                     "the same settings to resume it, or --on-config-change archive to set the old run aside"
                 )
             else:
+                if old != self.config:  # bookkeeping (`run.*`) changed, e.g. run.mlflow=false: same run, new settings
+                    config_lib.save(self.config, path)
                 return
         if not path.exists():
             self.run_dir.mkdir(parents=True, exist_ok=True)

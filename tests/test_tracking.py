@@ -351,3 +351,22 @@ def test_concurrent_processes_on_fresh_db(tmp_path: Path, monkeypatch: pytest.Mo
     for i in range(N_PROCS):
         assert len(read_metrics(tmp_path / f"run{i}" / "metrics.jsonl")) == N_STEPS
     assert os.path.exists(f"{db}.lock")
+
+
+def test_an_unreachable_server_costs_seconds_and_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Port 9 (discard) refuses connections: the /health probe fails at once instead of MLflow's seven retries."""
+    import time
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    t0 = time.perf_counter()
+    with caplog.at_level(logging.WARNING):
+        tracker = Tracker(tmp_path / "run", experiment="e", run_name="r", params={}, tags={})
+        tracker.log_metrics({"a": 1.0}, step=1)
+        tracker.close()
+    assert time.perf_counter() - t0 < 10
+    assert not tracker.mlflow_enabled and "did not answer" in (tracker.mlflow_error or "")
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "MLflow" in r.getMessage()]
+    assert len(warnings) == 1 and "run.mlflow=false" in warnings[0].getMessage()
+    assert read_metrics(tmp_path / "run" / "metrics.jsonl")[0]["a"] == 1.0  # the files are still written

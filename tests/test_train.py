@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from planet import config as config_lib
 from planet import tracking
@@ -400,6 +401,19 @@ def test_resume_loads_on_the_cpu_and_refuses_another_device_type(tmp_path, monke
     code, _, err = run_main(train_argv(out, *FAST))
     assert code == 2 and "Traceback" not in err
     assert "was trained on cuda" in err and "--device cuda" in err and len(err.strip().splitlines()) == 2, err
+
+
+def test_tracking_settings_are_not_part_of_a_runs_identity(isolated_mlflow, tmp_path):
+    """A run made with MLflow resumes with run.mlflow=false (and other threads): same params hash, same run."""
+    out = tmp_path / "run"
+    first = train(out, "train.episodes=3", "eval.episodes=1", "run.threads=2")
+    (out / "summary.json").unlink()
+    again = train(out, *FAST, "run.threads=1")
+    assert again["params_hash"] == first["params_hash"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["run"]["mlflow"] is False  # the settings it used
+    assert not any(p.name == ".replaced" for p in tmp_path.iterdir())
+    code, _, err = run_main(train_argv(out, *FAST, "planner.horizon=2"))  # a setting of the agent: refused
+    assert code == 2 and "different config" in err and "planner.horizon" in err
 
 
 @pytest.mark.parametrize("damage", ["cut 100 bytes", "delete"])
