@@ -161,3 +161,24 @@ def test_cem_with_a_bf16_objective_returns_float32_means():
     with torch.inference_mode(), precision.autocast(torch.bfloat16, "cpu"):
         mean = cem(latent_objective(model, belief, gen(0), step=step), 1, 3, 2, 2, 16, 4, gen(0))
     assert mean.dtype == torch.float32 and mean.shape == (1, 3, 2)
+
+
+@pytest.mark.parametrize("overshooting", [0, 3])
+def test_no_stray_cpu_tensors_in_the_loss_and_the_objective(overshooting):
+    """Model and data on the `meta` device (shapes only): any tensor created on the CPU by mistake and mixed in
+    raises, as it would on CUDA. Covers the loss with backward and clipping, latent overshooting, and the CEM
+    objective (generator=None: means instead of samples, since generators cannot live on `meta`)."""
+    model = _model().train().to("meta")
+    image = torch.empty(2, 5, 3, 64, 64, device="meta")
+    act = torch.empty(2, 5, 2, device="meta")
+    rew = torch.empty(2, 5, device="meta")
+    loss, metrics = model.loss(image, act, rew, LossConfig(overshooting_distance=overshooting), None)
+    assert loss.device.type == "meta" and all(v.device.type == "meta" for v in metrics.values())
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1000.0)
+    assert all(p.grad is not None and p.grad.device.type == "meta" for p in model.parameters()
+               if p.requires_grad and p.grad is not None)
+    belief = model.dynamics.initial(3, "meta")
+    scores = latent_objective(model, belief, None)(torch.empty(3, 4, 5, 2, device="meta"))
+    assert scores.shape == (3, 4) and scores.device.type == "meta"
+
