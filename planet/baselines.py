@@ -32,7 +32,6 @@ from planet.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-BASELINES_FILE = Path(__file__).resolve().parent.parent / "params" / "baselines.yaml"
 KINDS = ("sac", "simulator")
 
 
@@ -85,9 +84,10 @@ class BaselineSettings:
 
 
 def resolve(task: str, preset: str, seed: int, overrides: list[str] | None = None,
-            baselines_file: Path = BASELINES_FILE) -> tuple[config_lib.Config, BaselineSettings]:
+            baselines_file: Path | None = None) -> tuple[config_lib.Config, BaselineSettings]:
     """The agent config of (task, preset, seed) and the validated baseline settings of that preset."""
     agent = config_lib.resolve(task, preset, seed)
+    baselines_file = baselines_file or config_lib.params_dir() / "baselines.yaml"
     try:
         blocks = yaml.safe_load(Path(baselines_file).read_text()) or {}
     except FileNotFoundError as exc:

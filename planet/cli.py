@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="planet", description="PlaNet (Hafner et al. 2019): train, evaluate, "
                                      "benchmark. Run `planet COMMAND --help` for each command's options.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--params", type=Path, metavar="DIR",
+                        help="params directory with presets.yaml and baselines.yaml (default: $PLANET_PARAMS, else "
+                             "./params of the working directory, else the one beside the package source)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train an agent (resumes from the run directory's checkpoint if present)",
@@ -57,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-config-change", choices=["error", "archive"], default="error",
                    help="if --out holds a run with another config: error (default), or archive = move it to "
                         "OUT_PARENT/.replaced/ and start afresh (used by the pipeline after a parameter change)")
+    p.add_argument("--expect-hash", metavar="HASH",
+                   help="fail unless the resolved config has this params hash (the pipeline passes the hash "
+                        "Snakemake computed, so a job never trains with other params than were hashed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = sub.add_parser("collect", help="collect the S random seed episodes of a run into a directory",
@@ -173,6 +180,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     from planet import config as config_lib  # noqa: PLC0415
     from planet.utils import choose_device  # noqa: PLC0415
 
+    if args.params:
+        os.environ[config_lib.PARAMS_ENV] = str(args.params.resolve())  # read by every resolve, baselines too
     if args.command in ("train", "collect", "config"):
         cfg = config_lib.resolve(args.task, args.preset, args.seed, args.overrides)
     if args.command == "config":
@@ -181,6 +190,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
         from planet.train import Trainer  # noqa: PLC0415
 
+        if args.expect_hash and cfg.digest() != args.expect_hash:
+            raise config_lib.ConfigError(
+                f"the config resolved from {config_lib.presets_file()} has params hash {cfg.digest()}, not the "
+                f"{args.expect_hash} the pipeline computed - the pipeline and this command read different params; "
+                f"run Snakemake from the checkout the package is installed from, or pass --params DIR"
+            )
         tags = dict(t.split("=", 1) for t in args.tag if "=" in t)
         out = args.out or _default_out(cfg)
         print(f"planet: run directory {out}", file=sys.stderr)
@@ -225,6 +240,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "baseline":
         from planet import baselines  # noqa: PLC0415
 
+        if args.expect_hash and cfg.digest() != args.expect_hash:
+            raise config_lib.ConfigError(
+                f"the config resolved from {config_lib.presets_file()} has params hash {cfg.digest()}, not the "
+                f"{args.expect_hash} the pipeline computed - the pipeline and this command read different params; "
+                f"run Snakemake from the checkout the package is installed from, or pass --params DIR"
+            )
         tags = dict(t.split("=", 1) for t in args.tag if "=" in t)
         if args.kind == "sac":
             summary = baselines.train_sac(args.task, args.preset, args.seed, args.out, args.overrides, args.device,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,7 +28,33 @@ from typing import Any, Literal
 
 import yaml
 
-PRESETS_FILE = Path(__file__).resolve().parent.parent / "params" / "presets.yaml"
+PARAMS_ENV = "PLANET_PARAMS"
+SOURCE_PARAMS = Path(__file__).resolve().parent.parent / "params"  # beside the package in a source checkout
+
+
+def params_dir() -> Path:
+    """The params directory every command reads (presets.yaml, baselines.yaml), in this order: $PLANET_PARAMS (set
+    by `planet --params DIR`), ./params of the working directory (the checkout a pipeline runs in), the params/
+    beside the package source (an editable install used from elsewhere).
+
+    The working directory wins over the package's location: a package installed from one clone and run in another
+    used to read the *other* clone's presets silently, while Snakemake had hashed this one's.
+    """
+    if os.environ.get(PARAMS_ENV):
+        path = Path(os.environ[PARAMS_ENV])
+        if not (path / "presets.yaml").is_file():
+            raise ConfigError(f"{PARAMS_ENV}={path}: no presets.yaml there - point it (or --params) at the "
+                              "repository's params/ directory")
+        return path
+    for path in (Path.cwd() / "params", SOURCE_PARAMS):
+        if (path / "presets.yaml").is_file():
+            return path
+    raise ConfigError("no params/presets.yaml in the working directory or beside the package - run from the "
+                      "repository root, or pass --params DIR")
+
+
+def presets_file() -> Path:
+    return params_dir() / "presets.yaml"
 
 
 class ConfigError(ValueError):
@@ -342,7 +369,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return _unflatten(flat)
 
 
-def load_presets(path: Path = PRESETS_FILE) -> dict[str, Any]:
+def load_presets(path: Path | None = None) -> dict[str, Any]:
+    path = path or presets_file()
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError as exc:
@@ -357,7 +385,7 @@ def resolve(
     preset: str = "paper",
     seed: int = 0,
     overrides: list[str] | dict[str, Any] | None = None,
-    presets_file: Path = PRESETS_FILE,
+    presets_file: Path | None = None,
 ) -> Config:
     """Compose defaults, preset, per-task block and overrides into a validated Config."""
     from planet.envs import get_task  # noqa: PLC0415 - keeps config importable without dm_control

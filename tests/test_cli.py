@@ -183,3 +183,14 @@ def test_an_unusable_device_is_one_line(tmp_path, device):
     code, _, err = run_main(argv)
     assert code == 2 and "Traceback" not in err
     assert f"planet: error: --device {device}" in err and "cpu" in err, err
+
+
+def test_train_refuses_a_config_other_than_the_pipeline_hashed(tmp_path):
+    """`--expect-hash` (passed by the pipeline's train rule): a job whose params differ from what Snakemake hashed
+    fails in one line before touching the run directory."""
+    out = tmp_path / "r"
+    argv = ["train", "--task", TASK, "--preset", "debug", "--expect-hash", "000000000000", "--out", str(out),
+            "--no-progress", "run.mlflow=false"]
+    code, _, err = run_main(argv)
+    assert code == 2 and "Traceback" not in err and "params hash" in err and "000000000000" in err, err
+    assert not out.exists()

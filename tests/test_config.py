@@ -97,3 +97,25 @@ def test_flat_view_has_every_leaf():
     flat = Config().flat()
     assert flat["planner.candidates"] == 1000 and flat["model.kind"] == "rssm"
     assert all(not isinstance(v, dict) for v in flat.values())
+
+
+def test_params_come_from_the_working_checkout_then_the_environment(tmp_path, monkeypatch):
+    """A package installed from one clone and run in another reads the working directory's params/ (issue: it read
+    the install location's, silently), $PLANET_PARAMS (`planet --params DIR`) overrides both."""
+    from planet import config as config_lib
+
+    other = tmp_path / "other-clone"
+    (other / "params").mkdir(parents=True)
+    (other / "params" / "presets.yaml").write_text("mine:\n  planner:\n    horizon: 7\n")
+    monkeypatch.delenv(config_lib.PARAMS_ENV, raising=False)
+    monkeypatch.chdir(other)
+    assert config_lib.params_dir() == other / "params"
+    assert resolve("walker_walk", "mine").planner.horizon == 7
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "presets.yaml").parent.mkdir()
+    (elsewhere / "presets.yaml").write_text("mine:\n  planner:\n    horizon: 5\n")
+    monkeypatch.setenv(config_lib.PARAMS_ENV, str(elsewhere))
+    assert resolve("walker_walk", "mine").planner.horizon == 5
+    monkeypatch.setenv(config_lib.PARAMS_ENV, str(tmp_path))
+    with pytest.raises(ConfigError, match="no presets.yaml there"):
+        resolve("walker_walk", "mine")

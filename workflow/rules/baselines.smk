@@ -32,7 +32,7 @@ rule baseline:
     resources:
         gpu=lambda wc: 1 if P["gpu"] and config["baselines"][wc.baseline]["kind"] == "sac" else 0,
     shell:
-        "MLFLOW_TRACKING_URI={params.uri:q} planet baseline {params.kind} --task {wildcards.task} "
+        "MLFLOW_TRACKING_URI={params.uri:q} planet --params params baseline {params.kind} --task {wildcards.task} "
         "--preset {params.preset} --seed {wildcards.seed} --device {params.device} --out {params.run_dir:q} "
         "--tag variant={wildcards.baseline} --tag pipeline_preset={params.pipeline} --no-progress "
         "{params.overrides} simulator.workers={threads} > {log:q} 2>&1"

@@ -14,7 +14,7 @@ rule collect_seed_episodes:
     conda:
         "../envs/planet.yaml"
     shell:
-        "planet collect --task {wildcards.task} --preset {params.preset} --seed {wildcards.seed} --out {output:q} "
+        "planet --params params collect --task {wildcards.task} --preset {params.preset} --seed {wildcards.seed} --out {output:q} "
         "--no-progress {params.overrides} > {log:q} 2>&1"
 
 

@@ -27,8 +27,9 @@ rule train:
     resources:
         gpu=1 if P["gpu"] else 0,
     shell:
-        "MLFLOW_TRACKING_URI={params.uri:q} planet train --task {wildcards.task} --preset {params.preset} "
-        "--seed {wildcards.seed} --device {params.device} --out {params.run_dir:q} --init-episodes {input.seeds:q} --on-config-change archive "
+        "MLFLOW_TRACKING_URI={params.uri:q} planet --params params train --task {wildcards.task} --preset {params.preset} "
+        "--seed {wildcards.seed} --device {params.device} --expect-hash {params.config_hash} "
+        "--out {params.run_dir:q} --init-episodes {input.seeds:q} --on-config-change archive "
         "--tag variant={wildcards.variant} --tag pipeline_preset={params.pipeline} --no-progress "
         "{params.overrides} run.threads={threads} > {log:q} 2>&1"
 
