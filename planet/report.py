@@ -1081,8 +1081,21 @@ def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = 
     figures["aggregate"] = figdir / "aggregate.png"
 
     missing = missing_runs(runs, expected)
-    written.append(write_readme(out, title, results, runs, table_md, stats, infos, tasks, curves, pub, aggregate,
-                                reference, figures, missing, expected is not None, needed))
+    readme = write_readme(out, title, results, runs, table_md, stats, infos, tasks, curves, pub, aggregate,
+                          reference, figures, missing, expected is not None, needed)
+    written.append(readme)
+    progress = progress_table(runs)
+    if len(progress):
+        progress.to_csv(out / "progress.csv", index=False)
+        written.append(out / "progress.csv")
+        shown = progress.astype(object).where(progress.notna(), MISSING)
+        with open(readme, "a", encoding="utf-8") as fh:
+            fh.write("\n## Runs still training (partial record)\n\n"
+                     "Where each unfinished run is (`episodes` from its last checkpoint; hours of wall clock since "
+                     "its first episode, pauses and restarts included), and its latest in-training evaluation "
+                     "(noise-free, `eval` split; not a final result, and not used in Table 1, the statistics or the "
+                     "aggregate). Also as "
+                     "[CSV](progress.csv).\n\n" + shown.to_markdown(index=False) + "\n")
     return {"files": [str(p) for p in written], "table": _json_clean(table.to_dict(orient="records")),
             "missing": missing, "aggregate": _json_clean(aggregate.to_dict(orient="records")), "runs": len(runs)}
 
@@ -1169,6 +1182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expected-json", help="JSON (inline or file): {variant: {tasks: [...], seeds: [...]}}")
     p.add_argument("--grid-json", help="JSON (inline or file) of the pipeline: {preset, tasks, seeds, variants: "
                    "{name: {label, family}}}; sets variants, expected and title unless given")
+    p.add_argument("--pipeline-preset", metavar="NAME",
+                   help="take the grid from this preset of params/pipeline.yaml (as the pipeline's report rule "
+                        "passes it), e.g. for a partial report of a campaign that is still running")
     p.add_argument("--baseline", action="append", default=[], metavar="VARIANT",
                    help="variant that is a model-free baseline trained here (repeatable)")
     p.add_argument("--title", help="report title")
@@ -1177,6 +1193,58 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also log the report's files as artifacts of a run in this MLflow experiment (its JSON "
                         "bookkeeping goes to RESULTS/report_run/)")
     return p
+
+
+def grid_from_pipeline(preset: str) -> dict:
+    """The grid the report rule passes (workflow/rules/report.smk), read from params/pipeline.yaml."""
+    import yaml  # noqa: PLC0415
+
+    from planet.config import ConfigError, params_dir  # noqa: PLC0415
+
+    path = params_dir() / "pipeline.yaml"
+    pipeline = yaml.safe_load(path.read_text())
+    if preset not in pipeline["presets"]:
+        raise ConfigError(f"{path}: no pipeline preset '{preset}'; valid: {', '.join(pipeline['presets'])}")
+    P = pipeline["presets"][preset]
+    tasks, seeds = list(P["tasks"]), [int(s) for s in P["seeds"]]
+    ablation_tasks = list(P.get("ablation_tasks", tasks))
+    variants = {v: pipeline["variants"][v] for v in P["variants"]}
+    baselines = {b: {**pipeline["baselines"][b], "family": "baselines"} for b in P.get("baselines", [])}
+    expected = {v: {"tasks": tasks if variants[v]["family"] == "agents" else ablation_tasks, "seeds": seeds}
+                for v in variants}
+    expected |= {b: {"tasks": list(P.get("baseline_tasks", tasks)),
+                     "seeds": [int(s) for s in P.get("baseline_seeds", {}).get(b, seeds)]} for b in baselines}
+    return {"preset": preset, "agent_preset": P["agent_preset"], "tasks": tasks, "seeds": seeds,
+            "variants": variants | baselines, "expected": expected}
+
+
+def progress_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """Runs still training (a long campaign's partial record): where each is, and its latest in-training
+    evaluation. These numbers are never mixed into Table 1, the curves' statistics or the aggregate."""
+    rows = []
+    for r in runs:
+        if r.complete:
+            continue
+        last = r.curve.iloc[-1] if len(r.curve) else None
+        progress = _read_json(r.path / "progress.json") or {}
+        times = _metric_times(r.path / "metrics.jsonl")
+        rows.append({"variant": r.variant, "task": r.task, "seed": r.seed,
+                     "episodes": _int(progress.get("episodes")) or r.episodes, "planned_episodes": r.planned_episodes,
+                     "hours_since_first_episode": None if times is None else round((times[1] - times[0]) / 3600, 2),
+                     "latest_eval_episode": None if last is None else _int(last.get("episodes")),
+                     "latest_eval_return": None if last is None else _finite(last.get("return_mean"))})
+    return pd.DataFrame(rows, columns=["variant", "task", "seed", "episodes", "planned_episodes",
+                                       "hours_since_first_episode", "latest_eval_episode", "latest_eval_return"])
+
+
+def _metric_times(path: Path) -> tuple[float, float] | None:
+    """Wall-clock time of the first and last lines of a metrics.jsonl (pauses and restarts included)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        first, last = json.loads(lines[0])["time"], json.loads(lines[-1])["time"]
+    except (OSError, ValueError, IndexError, KeyError):
+        return None
+    return float(first), float(last)
 
 
 def log_report(out: Path, results: Path, experiment: str, tags: dict[str, str]) -> None:
@@ -1195,7 +1263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     matplotlib.use("Agg")  # headless, whatever the environment asks for
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    grid = _load_json_arg(args.grid_json) or {}
+    grid = grid_from_pipeline(args.pipeline_preset) if args.pipeline_preset else _load_json_arg(args.grid_json) or {}
     variants = _load_json_arg(args.variants_json) or grid.get("variants")
     expected = _load_json_arg(args.expected_json) or grid.get("expected")
     if expected is None and grid.get("tasks") and grid.get("variants"):

@@ -317,3 +317,41 @@ def test_episodes_needed_hand_computed():
     for line in ("| cartpole_swingup | D4PG (published): 862 after 100,000 episodes | 200 (500x fewer) | "
                  "not reached (best 640) |", "| SAC (here): 650 after 100 episodes | 200 (2.0x more) | — |"):
         assert line in text, text
+
+
+def test_grid_from_the_pipeline_params_matches_the_report_rule():
+    """`planet report --pipeline-preset NAME` (a partial report of a running campaign) uses the grid the report
+    rule passes: agents on every task, ablations on ablation_tasks, baselines with their own tasks and seeds."""
+    smoke = report.grid_from_pipeline("smoke")
+    assert smoke["preset"] == "smoke" and smoke["agent_preset"] == "debug" and smoke["seeds"] == [0]
+    assert smoke["expected"]["planet"]["tasks"] == list(report.TASKS)
+    assert smoke["expected"]["gru"]["tasks"] == ["cartpole_swingup"]
+    assert smoke["variants"]["sac"]["family"] == "baselines"
+    assert smoke["expected"]["simulator"] == {"tasks": ["cartpole_swingup"], "seeds": [0]}
+    campaign = report.grid_from_pipeline("cpu100k")
+    assert set(campaign["variants"]) == {"planet"} and campaign["agent_preset"] == "cpu"
+    with pytest.raises(ValueError, match="no pipeline preset 'nope'"):
+        report.grid_from_pipeline("nope")
+
+
+def test_runs_still_training_are_listed_apart(tmp_path):
+    """A campaign's partial record: an unfinished run appears in progress.csv and its README section with its
+    checkpoint's episode count and latest in-training evaluation, and never in Table 1's numbers."""
+    run = tmp_path / "results" / "runs" / "planet" / "walker_walk" / "seed0"
+    run.mkdir(parents=True)
+    (run / "progress.json").write_text(json.dumps({"episodes": 23, "env_steps": 23000, "updates": 900}))
+    lines = [{"step": 1000, "time": 1000.0, "collect/return": 30.0, "episodes": 1.0},
+             {"step": 20000, "time": 1000.0 + 5400, "eval/return_mean": 87.5, "eval/return_std": 3.0,
+              "episodes": 20.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "out"
+    grid = {"preset": "x", "tasks": ["walker_walk"], "seeds": [0],
+            "variants": {"planet": {"label": "PlaNet", "family": "agents"}}}
+    assert report.main(["--results", str(tmp_path / "results"), "--out", str(out), "--grid-json",
+                        json.dumps(grid)]) == 0
+    progress = pd.read_csv(out / "progress.csv")
+    row = progress.iloc[0]
+    assert (row["task"], row["episodes"], row["latest_eval_episode"]) == ("walker_walk", 23, 20)
+    assert row["latest_eval_return"] == 87.5 and row["hours_since_first_episode"] == 1.5
+    assert pd.read_csv(out / "table1.csv").query("kind == 'run'")["walker_walk"].isna().all()
+    assert "Runs still training" in (out / "README.md").read_text()
