@@ -35,6 +35,16 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
 def _default_out(config) -> Path:
     return Path("runs") / config.preset / config.task / f"seed{config.seed}-{config.digest()[:8]}"
 
@@ -43,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="planet", description="PlaNet (Hafner et al. 2019): train, evaluate, "
                                      "benchmark. Run `planet COMMAND --help` for each command's options.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show Python tracebacks of expected errors too (also PLANET_DEBUG=1)")
     parser.add_argument("--params", type=Path, metavar="DIR",
                         help="params directory with presets.yaml and baselines.yaml (default: $PLANET_PARAMS, else "
                              "./params of the working directory, else the one beside the package source)")
@@ -78,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "from the 'test' split (disjoint from training and from in-training evaluation). Writes "
                        "RUN/evaluation.json and logs test/* metrics to the run's MLflow run.")
     p.add_argument("--run", type=Path, required=True, help="run directory written by `planet train`")
-    p.add_argument("--episodes", type=int, help="episodes (default: the run's eval.episodes)")
+    p.add_argument("--episodes", type=_positive_int, help="episodes (default: the run's eval.episodes)")
     p.add_argument("--out", type=Path, help="result file (default: RUN/evaluation.json)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
@@ -159,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_rendering()  # before anything imports dm_control
     from planet.config import ConfigError  # noqa: PLC0415
     from planet.replay import CorruptEpisodeError, SeedEpisodesError  # noqa: PLC0415
-    from planet.utils import DeviceError  # noqa: PLC0415
+    from planet.utils import DeviceError, PlanetError  # noqa: PLC0415
 
+    if args.debug or os.environ.get("PLANET_DEBUG") == "1":
+        return _dispatch(args)
     try:
         return _dispatch(args)
     except ConfigError as exc:
@@ -172,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     except DeviceError as exc:
         print(f"planet: error: {exc}", file=sys.stderr)
         return 2
+    except PlanetError as exc:
+        print(f"planet: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a path named on the command line: missing, not writable, a file where a directory goes
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"planet: error: {exc.strerror or exc}{where} - check the path and its permissions "
+              "(--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -240,12 +262,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "baseline":
         from planet import baselines  # noqa: PLC0415
 
-        if args.expect_hash and cfg.digest() != args.expect_hash:
-            raise config_lib.ConfigError(
-                f"the config resolved from {config_lib.presets_file()} has params hash {cfg.digest()}, not the "
-                f"{args.expect_hash} the pipeline computed - the pipeline and this command read different params; "
-                f"run Snakemake from the checkout the package is installed from, or pass --params DIR"
-            )
         tags = dict(t.split("=", 1) for t in args.tag if "=" in t)
         if args.kind == "sac":
             summary = baselines.train_sac(args.task, args.preset, args.seed, args.out, args.overrides, args.device,

@@ -472,10 +472,17 @@ def save(config: Config, path: Path) -> None:
 
 
 def load(path: Path) -> Config:
-    """Read a resolved config written by `save` (validated again)."""
-    tree = yaml.safe_load(Path(path).read_text())
-    config = _build(Config, tree)
-    check(config)
+    """Read a resolved config written by `save` (validated again); a damaged file is a ConfigError naming it."""
+    try:
+        tree = yaml.safe_load(Path(path).read_text())
+        if not isinstance(tree, dict):
+            raise ConfigError(f"expected a mapping of config sections, got {type(tree).__name__}")
+        config = _build(Config, tree)
+        check(config)
+    except (yaml.YAMLError, ConfigError, TypeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{path} is not a valid run config ({first}) - restore it (the run's params.json holds "
+                          "the same values) or start a new --out directory") from None
     return config
 
 

@@ -18,9 +18,9 @@ def evaluate_run(run_dir: Path, device: torch.device, episodes: int | None = Non
     test/* metrics and the file to the run's MLflow run."""
     run_dir = Path(run_dir)
     cfg, model = load_model(run_dir, device)
-    episodes = episodes or cfg.eval.episodes
+    episodes = cfg.eval.episodes if episodes is None else episodes
     if episodes < 1:
-        raise ValueError("--episodes must be >= 1")
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
     returns, _ = evaluate(model, cfg, device, episodes, "test", "final", progress)
     progress_path = run_dir / "progress.json"
     counters = json.loads(progress_path.read_text()) if progress_path.exists() else {}

@@ -40,7 +40,14 @@ from planet.envs import PixelEnv, episode_seed
 from planet.models import WorldModel, preprocess
 from planet.replay import Replay, SeedEpisodesError, load_episode
 from planet.tracking import RUN_FILE, Tracker
-from planet.utils import atomic_save, atomic_write_text, derive_seed, numpy_generator, torch_generator
+from planet.utils import (
+    PlanetError,
+    atomic_save,
+    atomic_write_text,
+    derive_seed,
+    numpy_generator,
+    torch_generator,
+)
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
@@ -278,11 +285,13 @@ class Trainer:
             # load_state_dict moves the model's and the optimiser's tensors to the run's device.
             state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         except Exception as exc:  # atomic writes make this unlikely; say what to do if it happens
-            raise RuntimeError(
-                f"cannot read checkpoint {self.checkpoint_path} ({exc}); delete it to restart the run from scratch"
-            ) from exc
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise PlanetError(
+                f"cannot read checkpoint {self.checkpoint_path} ({type(exc).__name__}: {first}) - delete it to "
+                "restart the run from scratch (its episodes are collected again identically)"
+            ) from None
         if state.get("version") != CHECKPOINT_VERSION:
-            raise RuntimeError(f"{self.checkpoint_path} has checkpoint version {state.get('version')}, "
+            raise PlanetError(f"{self.checkpoint_path} has checkpoint version {state.get('version')}, "
                                f"this code reads {CHECKPOINT_VERSION}")
         saved_on = state.get("device_type", "cpu")
         if saved_on != self.device.type:

@@ -94,6 +94,11 @@ def retain_freed_memory() -> bool:
     return RETAINING_FREED_MEMORY
 
 
+class PlanetError(Exception):
+    """An expected failure: the message is one line saying what is wrong, in which file, and how to fix it (the CLI
+    prints it as `planet: error: ...`, exit status 1, no traceback unless --debug)."""
+
+
 class DeviceError(ValueError):
     """The requested device does not exist here; the message says what to pass instead."""
 

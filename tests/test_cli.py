@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -145,8 +146,10 @@ def test_resume_with_changed_config_is_refused(tmp_path):
 
 
 def test_evaluate_without_a_run_fails_clearly(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a run directory"):
-        run_main(["evaluate", "--run", str(tmp_path / "nothing"), "--no-progress"])
+    code, _, err = run_main(["evaluate", "--run", str(tmp_path / "nothing"), "--no-progress"])
+    assert code == 1 and "not a run directory" in err and "Traceback" not in err
+    with pytest.raises(FileNotFoundError, match="not a run directory"):  # --debug: the traceback, for developers
+        run_main(["--debug", "evaluate", "--run", str(tmp_path / "nothing"), "--no-progress"])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -194,3 +197,52 @@ def test_train_refuses_a_config_other_than_the_pipeline_hashed(tmp_path):
     code, _, err = run_main(argv)
     assert code == 2 and "Traceback" not in err and "params hash" in err and "000000000000" in err, err
     assert not out.exists()
+
+
+def _completed_debug_run(tmp_path: Path) -> Path:
+    run = tmp_path / "done"
+    code, _, err = run_main(["train", "--task", TASK, "--preset", "debug", "--device", "cpu", "--out", str(run),
+                             "--no-progress", "train.episodes=3", "eval.episodes=1", "run.mlflow=false"])
+    assert code == 0, err
+    return run
+
+
+@pytest.mark.slow
+def test_everyday_mistakes_are_one_line_without_a_traceback(tmp_path):
+    """Each expected failure: `planet: ...error: WHAT (FILE) - HOW TO FIX`, exit 2 for usage and 1 for runtime."""
+    run = _completed_debug_run(tmp_path)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    broken_ckpt = tmp_path / "broken_ckpt"
+    broken_ckpt.mkdir()
+    (broken_ckpt / "config.yaml").write_text((run / "config.yaml").read_text())
+    (broken_ckpt / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    broken_cfg = tmp_path / "broken_cfg"
+    broken_cfg.mkdir()
+    (broken_cfg / "config.yaml").write_text("h: [unclosed\n")
+    train = ["train", "--task", TASK, "--preset", "debug", "--device", "cpu", "--no-progress", "run.mlflow=false"]
+    cases = [
+        (train + ["--out", str(a_file)], 1, "a_file"),  # --out names an existing file
+        ([*train[:-1], "--out", str(broken_ckpt), "run.mlflow=false", "train.episodes=3", "eval.episodes=1"], 1,
+         "checkpoint.pt"),  # a corrupt checkpoint
+        (train + ["--out", str(broken_cfg)], 2, "config.yaml"),  # corrupt config.yaml
+        (["evaluate", "--run", str(tmp_path / "nope"), "--device", "cpu"], 1, "nope"),  # missing run directory
+        (["evaluate", "--run", str(run), "--episodes", "-2"], 2, "-2"),
+        (["evaluate", "--run", str(run), "--episodes", "0"], 2, "0 is not >= 1"),
+    ]
+    if os.geteuid() != 0:  # root writes anywhere
+        cases.append((train + ["--out", str(locked / "run")], 1, "locked"))
+    for argv, status, mention in cases:
+        try:
+            code, _, err = run_main(argv)
+        except SystemExit as exc:  # argparse usage errors
+            code, err = exc.code, ""
+        assert code == status, (argv, code, err)
+        assert "Traceback" not in err, (argv, err)
+        if err:
+            last = err.strip().splitlines()[-1]
+            assert last.startswith("planet") and "error: " in last and mention in last, (argv, err)
+    locked.chmod(0o700)
