@@ -145,10 +145,11 @@ def _tracker(kind: str, run_dir: Path, run_cfg: dict, tags: dict[str, str], mlfl
     from planet.train import _git_tags  # noqa: PLC0415
 
     params_hash = hashlib.sha256(json.dumps(run_cfg, sort_keys=True).encode()).hexdigest()[:12]
-    all_tags = {"task": run_cfg["task"], "seed": run_cfg["seed"], "preset": run_cfg["preset"], "variant": kind,
+    all_tags = {"task": run_cfg["task"], "seed": run_cfg["seed"], "agent_preset": run_cfg["preset"], "variant": kind,
                 "baseline": kind, "params_hash": params_hash, **_git_tags(), **tags}
-    return Tracker(run_dir, experiment="planet-baselines", run_name=f"{run_cfg['task']}-{kind}-seed{run_cfg['seed']}",
-                   params=run_cfg, tags=all_tags, enabled=mlflow)
+    name = f"{all_tags['variant']}-{run_cfg['task']}-seed{run_cfg['seed']}"  # the pipeline's variant tag wins
+    return Tracker(run_dir, experiment="planet-baselines", run_name=name, params=run_cfg, tags=all_tags,
+                   enabled=mlflow)
 
 
 def _result(run_cfg: dict, returns: list[float], split: str, **extra: Any) -> dict[str, Any]:

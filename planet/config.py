@@ -238,6 +238,20 @@ class Config:
         """Dotted-key view, e.g. {"planner.horizon": 12, ...}."""
         return flatten(self.to_dict())
 
+    def run_name(self, variant: str | None = None) -> str:
+        """MLflow run name that alone says variant, task and seed, e.g. `planet-cartpole_swingup-seed0`. Without a
+        pipeline variant name, one is derived from what differs from PlaNet (`rssm+random_shooting`, ...)."""
+        if not variant:
+            parts = [self.model.kind]
+            if self.planner.kind != "cem":
+                parts.append(self.planner.kind)
+            if self.collect.policy != "mpc":
+                parts.append(f"{self.collect.policy}_collection")
+            if self.loss.overshooting_distance:
+                parts.append(f"overshooting{self.loss.overshooting_distance}")
+            variant = "+".join(parts)
+        return f"{variant}-{self.task}-seed{self.seed}"
+
     def identity(self) -> dict[str, Any]:
         """Every value that changes results: all sections but `run` (checkpoints, tracking and threads are
         bookkeeping, so e.g. `run.mlflow=false` can resume a run made with MLflow)."""

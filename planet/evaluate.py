@@ -34,7 +34,9 @@ def evaluate_run(run_dir: Path, device: torch.device, episodes: int | None = Non
     }
     out = Path(out) if out else run_dir / "evaluation.json"
     atomic_write_text(out, json.dumps(result, indent=2))
-    tracker = Tracker(run_dir, experiment=cfg.run.experiment, run_name=f"{cfg.task}-{cfg.model.kind}-seed{cfg.seed}",
+    tags_path = run_dir / "tags.json"
+    variant = json.loads(tags_path.read_text()).get("variant") if tags_path.exists() else None
+    tracker = Tracker(run_dir, experiment=cfg.run.experiment, run_name=cfg.run_name(variant),
                       params=cfg.to_dict(), tags={}, enabled=cfg.run.mlflow,
                       tracking_uri=run_tracking_uri(run_dir))  # the training run's store, whatever the cwd
     with tracker:

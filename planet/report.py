@@ -1247,11 +1247,17 @@ def _metric_times(path: Path) -> tuple[float, float] | None:
     return float(first), float(last)
 
 
+def _git_commit() -> dict[str, str]:
+    from planet.train import _git_tags  # noqa: PLC0415
+
+    return _git_tags()
+
+
 def log_report(out: Path, results: Path, experiment: str, tags: dict[str, str]) -> None:
     """Log every file of the report as artifacts of one MLflow run (run files under RESULTS/report_run/)."""
     from planet.tracking import Tracker  # noqa: PLC0415
 
-    with Tracker(Path(results) / "report_run", experiment=experiment, run_name=f"report-{tags.get('preset', '')}",
+    with Tracker(Path(results) / "report_run", experiment=experiment, run_name=f"report-{tags.get('pipeline_preset', '')}",
                  params={"results": str(results), "out": str(out)}, tags=tags) as tracker:
         tracker.log_artifact(Path(out), "report")
 
@@ -1273,7 +1279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = build_report(args.results, args.out, variants=variants, baselines=args.baseline, title=title,
                           expected=expected, published=args.published)
     if args.mlflow_experiment:
-        tags = {"kind": "report", **({"preset": str(grid["preset"])} if grid.get("preset") else {})}
+        tags = {"kind": "report", **({"pipeline_preset": str(grid["preset"])} if grid.get("preset") else {}),
+                **({"agent_preset": str(grid["agent_preset"])} if grid.get("agent_preset") else {}), **_git_commit()}
         log_report(args.out, args.results, args.mlflow_experiment, tags)
     print(json.dumps({"out": str(args.out), "runs": result["runs"], "files": len(result["files"]),
                       "missing": len(result["missing"])}))

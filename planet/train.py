@@ -237,7 +237,7 @@ class Trainer:
             capacity_steps=cfg.train.episodes * (self.agent_steps + 1), seed=derive_seed(cfg.seed, "replay"),
         )
         tags = {
-            "task": cfg.task, "seed": str(cfg.seed), "preset": cfg.preset, "model": cfg.model.kind,
+            "task": cfg.task, "seed": str(cfg.seed), "agent_preset": cfg.preset, "model": cfg.model.kind,
             "planner": cfg.planner.kind, "collect": cfg.collect.policy, "params_hash": cfg.digest(),
             "device": str(self.device), "update_precision": precision.name(self.update_dtype),
             "plan_precision": precision.name(precision.resolve(cfg.compute.plan_precision, self.device)),
@@ -245,7 +245,7 @@ class Trainer:
         }
         self.tracker = Tracker(
             self.run_dir, experiment=cfg.run.experiment,
-            run_name=f"{cfg.task}-{cfg.model.kind}-seed{cfg.seed}", params=cfg.to_dict(), tags=tags,
+            run_name=cfg.run_name(self.extra_tags.get("variant")), params=cfg.to_dict(), tags=tags,
             enabled=cfg.run.mlflow, tracking_uri=run_tracking_uri(self.run_dir),
         )
 

@@ -89,7 +89,7 @@ def _check_run_dir(run, kind: str, episodes: int) -> dict:
     assert np.isclose(evaluation["return_mean"], np.mean(evaluation["returns"]))
     assert summary["baseline"] == kind
     tags = json.loads((run / "tags.json").read_text())
-    assert tags["variant"] == kind and tags["preset"] == "debug" and "params_hash" in tags
+    assert tags["variant"] == kind and tags["agent_preset"] == "debug" and "params_hash" in tags
     return summary
 
 

@@ -119,3 +119,12 @@ def test_params_come_from_the_working_checkout_then_the_environment(tmp_path, mo
     monkeypatch.setenv(config_lib.PARAMS_ENV, str(tmp_path))
     with pytest.raises(ConfigError, match="no presets.yaml there"):
         resolve("walker_walk", "mine")
+
+
+def test_run_names_say_variant_task_and_seed():
+    cfg = resolve("cartpole_swingup", "debug", 2)
+    assert cfg.run_name("random_shooting") == "random_shooting-cartpole_swingup-seed2"
+    assert cfg.run_name() == "rssm-cartpole_swingup-seed2"
+    ablation = resolve("cartpole_swingup", "debug", 0, ["planner.kind=random_shooting", "collect.policy=random",
+                                                        "loss.overshooting_distance=4", "model.kind=ssm"])
+    assert ablation.run_name() == "ssm+random_shooting+random_collection+overshooting4-cartpole_swingup-seed0"

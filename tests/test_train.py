@@ -235,7 +235,7 @@ def test_train_mirrors_to_mlflow(cartpole_run):
     assert client.get_experiment(mlrun.info.experiment_id).name == "planet"
     assert mlrun.data.params["planner.horizon"] == "3" and mlrun.data.params["train.episodes"] == "4"
     tags = mlrun.data.tags
-    assert (tags["task"], tags["seed"], tags["preset"], tags["model"]) == (TASK, "0", "debug", "rssm")
+    assert (tags["task"], tags["seed"], tags["agent_preset"], tags["model"]) == (TASK, "0", "debug", "rssm")
     assert tags["params_hash"] == cartpole_run.stdout_summary["params_hash"]
 
     # Metric history mirrors metrics.jsonl (same steps and values).
