@@ -1257,7 +1257,8 @@ def log_report(out: Path, results: Path, experiment: str, tags: dict[str, str]) 
     """Log every file of the report as artifacts of one MLflow run (run files under RESULTS/report_run/)."""
     from planet.tracking import Tracker  # noqa: PLC0415
 
-    with Tracker(Path(results) / "report_run", experiment=experiment, run_name=f"report-{tags.get('pipeline_preset', '')}",
+    name = f"report-{tags.get('pipeline_preset', '')}"
+    with Tracker(Path(results) / "report_run", experiment=experiment, run_name=name,
                  params={"results": str(results), "out": str(out)}, tags=tags) as tracker:
         tracker.log_artifact(Path(out), "report")
 
