@@ -104,7 +104,11 @@ class DeviceError(ValueError):
 
 
 def choose_device(name: str | None = None) -> torch.device:
-    """`name` if given ("cpu", "cuda", "cuda:1"), else CUDA when available, else CPU."""
+    """`name` if given ("cpu", "cuda", "cuda:1"), else CUDA when available, else CPU.
+
+    A plain "cuda" on a machine with several visible GPUs claims a free one (`claim_gpu`), so that parallel
+    pipeline jobs spread over the GPUs instead of all landing on GPU 0.
+    """
     if name:
         try:
             device = torch.device(name)
@@ -113,8 +117,38 @@ def choose_device(name: str | None = None) -> torch.device:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise DeviceError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}) - "
                               "run on a GPU node, or pass --device cpu")
+        if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
+            return torch.device("cuda", claim_gpu(torch.cuda.device_count()))
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+_GPU_LOCKS: list = []  # open lock files of the GPUs this process claimed (released when it exits)
+
+
+def claim_gpu(count: int, lock_dir: Path | None = None) -> int:
+    """Index of a GPU (0..count-1) no other live process of this user has claimed; held until this process exits.
+
+    One lock file per GPU (`flock`, released by the kernel when the process dies, so a killed job frees its GPU).
+    If every GPU is claimed, the least recently claimed one is shared (jobs then queue on it).
+    """
+    import fcntl  # noqa: PLC0415
+
+    lock_dir = Path(lock_dir or os.environ.get("PLANET_GPU_LOCK_DIR") or
+                    Path(tempfile.gettempdir()) / f"planet-gpus-{os.getuid()}")
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        fh = open(lock_dir / f"gpu{index}.lock", "a+")  # noqa: SIM115 - kept open while the GPU is held
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        _GPU_LOCKS.append(fh)
+        os.utime(lock_dir / f"gpu{index}.lock")  # "last claimed", for sharing when all are taken
+        return index
+    stamps = [(lock_dir / f"gpu{i}.lock").stat().st_mtime for i in range(count)]
+    return min(range(count), key=stamps.__getitem__)
 
 
 def manifest(paths: list[Path], small: int = 1 << 20) -> dict[str, dict]:

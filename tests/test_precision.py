@@ -182,3 +182,27 @@ def test_no_stray_cpu_tensors_in_the_loss_and_the_objective(overshooting):
     scores = latent_objective(model, belief, None)(torch.empty(3, 4, 5, 2, device="meta"))
     assert scores.shape == (3, 4) and scores.device.type == "meta"
 
+
+
+def test_parallel_jobs_claim_different_gpus(tmp_path):
+    """Several local GPUs: each `--device cuda` job claims a free one (a lock per GPU, freed when the job's process
+    dies), so parallel pipeline jobs do not all land on GPU 0. Tested with lock files only (no GPU needed)."""
+    import subprocess
+    import sys
+    import time
+
+    from planet.utils import claim_gpu
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from planet.utils import claim_gpu; "
+                               f"print(claim_gpu(3, {str(tmp_path)!r}), flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "0"  # the first job takes GPU 0
+        assert claim_gpu(3, tmp_path) == 1  # the next ones the free GPUs
+        assert claim_gpu(3, tmp_path) == 2
+        time.sleep(0.01)
+        assert claim_gpu(3, tmp_path) == 0  # all taken: share the least recently claimed
+    finally:
+        holder.kill()
+        holder.wait()
+    assert claim_gpu(3, tmp_path) == 0  # a dead job's GPU is free again
