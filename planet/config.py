@@ -100,7 +100,8 @@ class ModelConfig:
     reward_units: int = 200
     """Units per reward-head layer (P: 200; G camera-ready: 100; G HEAD: 300). We follow P."""
     activation: Literal["relu", "elu"] = "relu"
-    """Activation of dense layers and the deconvs (P Fig. 9 compares relu and elu)."""
+    """Activation of the dense layers of the state model and the reward head (P Fig. 9 compares relu and elu). As in
+    G, the conv encoder and decoder keep ReLU (G passes `config.activation` to the cell and the heads only)."""
 
 
 @dataclass(frozen=True)

@@ -137,10 +137,12 @@ class Decoder(nn.Module):
     The output is the mean of a unit-variance Gaussian per pixel (G).
     """
 
-    def __init__(self, feature_size: int, depth: int = 32, act: str = "relu"):
+    def __init__(self, feature_size: int, depth: int = 32):
         super().__init__()
         self.dense = nn.Linear(feature_size, 32 * depth)
-        a = _activation(act)
+        # ReLU whatever `model.activation` is: in G the activation setting reaches the state model and the heads'
+        # dense layers, while the conv encoder/decoder (networks/conv_ha.py) keep their own ReLU (P Fig. 9).
+        a = nn.ReLU
         self.net = nn.Sequential(
             nn.ConvTranspose2d(32 * depth, 4 * depth, 5, 2), a(),
             nn.ConvTranspose2d(4 * depth, 2 * depth, 5, 2), a(),
@@ -283,7 +285,7 @@ class WorldModel(nn.Module):
         self.encoder = Encoder(cfg.cnn_depth)
         self.dynamics = LatentModel(cfg, action_dim, self.encoder.embed_size)
         feat = self.dynamics.feature_size
-        self.decoder = Decoder(feat, cfg.cnn_depth, cfg.activation)
+        self.decoder = Decoder(feat, cfg.cnn_depth)
         self.reward = mlp(feat, cfg.reward_units, cfg.reward_layers, 1, cfg.activation)
 
     def predict_reward(self, state: State) -> Tensor:

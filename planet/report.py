@@ -62,10 +62,13 @@ DEFAULT_VARIANTS = {
     "random_shooting": "Random shooting",
     "overshooting": "RSSM + overshooting",
     "ssm_overshooting": "SSM + overshooting",
+    "elu": "RSSM + ELU",
+    "ssm_elu": "SSM + ELU",
 }
 MODEL_DESIGNS = ("planet", "gru", "ssm")  # paper Fig. 4
 AGENT_DESIGNS = ("planet", "random_collection", "random_shooting")  # paper Fig. 5
 OVERSHOOTING = ("planet", "overshooting", "ssm", "ssm_overshooting")  # paper Fig. 8
+ACTIVATIONS = ("planet", "elu", "ssm", "ssm_elu")  # paper Fig. 9
 OPENLOOP = ("planet", "overshooting", "gru", "ssm")  # paper Fig. 10
 PAPER_TABLE_SOURCE = "PlaNet Table 1"  # rows of published_scores.csv whose source starts with this are Table 1
 PAPER_METHODS = ("A3C", "D4PG", "PlaNet", "CEM + true simulator")
@@ -932,7 +935,13 @@ def write_readme(out: Path, title: str, results: Path, runs: Sequence[Run], tabl
                               "planet"), "",
               "### Latent overshooting (paper Fig. 8)", "", fig("ablation_overshooting", "latent overshooting"),
               _rank_paragraph(stats, OVERSHOOTING, infos, tasks, "latent overshooting helps the weaker SSM and "
-                              "slightly hurts the RSSM.", "planet"), ""]
+                              "slightly hurts the RSSM.", "planet"), "",
+              "### Activation functions (paper Fig. 9)", "",
+              "ReLU (the default) vs ELU in the dense layers of the state model and the reward head, for the RSSM "
+              "and the SSM; the conv encoder and decoder keep ReLU, as in the official code.", "",
+              fig("ablation_activations", "activation functions"),
+              _rank_paragraph(stats, ACTIVATIONS, infos, tasks, "Fig. 9 compares ReLU and ELU for the RSSM and the "
+                              "SSM (appendix); the final agent uses ReLU, the official code's default.", "planet"), ""]
     strips = [k for k in figures if k.startswith("openloop_")]
     lines += ["## Open-loop predictions (paper Fig. 10)", ""]
     if strips:
@@ -1059,7 +1068,8 @@ def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = 
     written.append(out / "episodes_needed.csv")
     for key, members, name in (("ablation_models", MODEL_DESIGNS, "Model designs (paper Fig. 4)"),
                                ("ablation_agents", AGENT_DESIGNS, "Agent designs (paper Fig. 5)"),
-                               ("ablation_overshooting", OVERSHOOTING, "Latent overshooting (paper Fig. 8)")):
+                               ("ablation_overshooting", OVERSHOOTING, "Latent overshooting (paper Fig. 8)"),
+                               ("ablation_activations", ACTIVATIONS, "Activation functions (paper Fig. 9)")):
         plot_task_grid(curves, tasks, list(members), infos, palette, pub, name, figdir / key, written)
         figures[key] = figdir / f"{key}.png"
     for variant in OPENLOOP:

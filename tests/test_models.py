@@ -281,3 +281,14 @@ def test_loss_is_deterministic_under_a_seed():
     b, _, _ = _loss_and_grads(model, _batch(), LossConfig(), seed=5)
     c, _, _ = _loss_and_grads(model, _batch(), LossConfig(), seed=6)
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_activation_reaches_the_state_model_and_reward_head_not_the_convs():
+    """As in G: `model.activation` goes to the cell and the heads' dense layers; encoder and decoder keep ReLU."""
+    model = WorldModel(ModelConfig(**{**TINY.__dict__, "activation": "elu"}), action_dim=2)
+    kinds = {name: type(m) for name, m in model.named_modules()}
+    assert any(k is torch.nn.ELU for n, k in kinds.items() if n.startswith("dynamics."))
+    assert any(k is torch.nn.ELU for n, k in kinds.items() if n.startswith("reward."))
+    for prefix in ("encoder.", "decoder."):
+        acts = [k for n, k in kinds.items() if n.startswith(prefix) and k in (torch.nn.ELU, torch.nn.ReLU)]
+        assert acts and all(k is torch.nn.ReLU for k in acts), prefix

@@ -55,17 +55,17 @@ def job_counts(output: str) -> dict[str, int]:
 @pytest.mark.parametrize(
     ("preset", "expected"),
     [
-        # the paper: 6 tasks x 5 seeds of seed episodes; 7 variants x 6 tasks x 5 seeds of training/evaluation;
+        # the paper: 6 tasks x 5 seeds of seed episodes; 9 variants x 6 tasks x 5 seeds of training/evaluation;
         # baselines: SAC on 6 tasks x 5 seeds + CEM with the true simulator on 6 tasks x seed 0
-        ("paper", {"collect_seed_episodes": 30, "train": 210, "evaluate": 210, "baseline": 36, "report": 1,
+        ("paper", {"collect_seed_episodes": 30, "train": 270, "evaluate": 270, "baseline": 36, "report": 1,
                    "init_tracking": 1}),
         # cpu: cartpole x 3 seeds; planet, gru, ssm; SAC x 3 seeds + simulator x 1
         ("cpu", {"collect_seed_episodes": 3, "train": 9, "evaluate": 9, "baseline": 4, "report": 1,
                  "init_tracking": 1}),
         # cpu100k: planet on the six tasks, seed 0, no baselines (issue 10's campaign)
         ("cpu100k", {"collect_seed_episodes": 6, "train": 6, "evaluate": 6, "report": 1, "init_tracking": 1}),
-        # smoke: planet on six tasks + six ablations on cartpole, one seed; SAC and simulator on cartpole
-        ("smoke", {"collect_seed_episodes": 6, "train": 12, "evaluate": 12, "baseline": 2, "report": 1,
+        # smoke: planet on six tasks + eight ablations on cartpole, one seed; SAC and simulator on cartpole
+        ("smoke", {"collect_seed_episodes": 6, "train": 14, "evaluate": 14, "baseline": 2, "report": 1,
                    "init_tracking": 1}),
     ],
 )
@@ -92,7 +92,7 @@ def test_every_job_is_given_the_device_its_preset_declares(tmp_path, preset, dev
 
 def test_default_target_is_the_paper_grid(tmp_path):
     proc = snakemake(copy_pipeline(tmp_path), "-n", "--cores", "8")
-    assert job_counts(proc.stdout + proc.stderr)["train"] == 210
+    assert job_counts(proc.stdout + proc.stderr)["train"] == 270
 
 
 def test_lint_is_clean(tmp_path):
@@ -272,7 +272,8 @@ def test_smoke_pipeline_end_to_end_with_an_interruption(tmp_path):
     report = root / "reports" / "smoke"
     for name in ["table1.md", "table1.tex", "table1.csv", "README.md", "metrics.json", "curves.csv"]:
         assert (report / name).stat().st_size > 0, name
-    for fig in ["curves", "ablation_models", "ablation_agents", "ablation_overshooting", "aggregate"]:
+    for fig in ["curves", "ablation_models", "ablation_agents", "ablation_overshooting", "ablation_activations",
+                "aggregate"]:
         for ext in ("png", "pdf"):
             assert (report / "figures" / f"{fig}.{ext}").stat().st_size > 0
     assert (report / "figures" / "openloop_planet.png").exists()
@@ -286,6 +287,8 @@ def test_smoke_pipeline_end_to_end_with_an_interruption(tmp_path):
     assert set(metrics["gru"]) == {"cartpole_swingup"}
     readme = (report / "README.md").read_text()
     assert "figures/curves.png" in readme and "ablation_agents.png" in readme
+    assert "Activation functions (paper Fig. 9)" in readme and "ablation_activations.png" in readme
+    assert set(metrics["ssm_elu"]) == {"cartpole_swingup"}
 
     # MLflow: one store, experiments per family, every run tagged
     from mlflow.tracking import MlflowClient
@@ -296,16 +299,18 @@ def test_smoke_pipeline_end_to_end_with_an_interruption(tmp_path):
     agent_runs = client.search_runs([names["planet-agents"]])
     ablation_runs = client.search_runs([names["planet-ablations"]])
     baseline_runs = client.search_runs([names["planet-baselines"]])
-    assert len(agent_runs) == 6 and len(ablation_runs) == 6 and len(baseline_runs) == 2
+    assert len(agent_runs) == 6 and len(ablation_runs) == 8 and len(baseline_runs) == 2
     assert {r.data.tags["variant"] for r in baseline_runs} == {"sac", "simulator"}
     assert all("test/return_mean" in r.data.metrics for r in baseline_runs)
     for run in agent_runs + ablation_runs:
         tags = run.data.tags
-        assert {"task", "seed", "preset", "variant", "pipeline_preset", "params_hash"} <= set(tags), tags
-        assert tags["pipeline_preset"] == "smoke" and tags["preset"] == "debug"
+        assert {"task", "seed", "agent_preset", "variant", "pipeline_preset", "params_hash"} <= set(tags), tags
+        assert tags["pipeline_preset"] == "smoke" and tags["agent_preset"] == "debug"
+        assert run.info.run_name == f"{tags['variant']}-{tags['task']}-seed{tags['seed']}"  # names never collide
         assert "test/return_mean" in run.data.metrics and "eval/return_mean" in run.data.metrics
     report_runs = client.search_runs([names["planet-reports"]])
     assert len(report_runs) == 1
+    assert report_runs[0].data.tags["pipeline_preset"] == "smoke" and "git_commit" in report_runs[0].data.tags
     artifacts = [a.path for a in client.list_artifacts(report_runs[0].info.run_id, "report")]
     assert "report/table1.md" in artifacts
 

@@ -519,7 +519,8 @@ def check_short_run(run: Path, summary: dict, task: str) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("override", ["model.kind=gru", "model.kind=ssm", "planner.kind=random_shooting",
-                                      "collect.policy=random", "loss.overshooting_distance=3"])
+                                      "collect.policy=random", "loss.overshooting_distance=3",
+                                      "model.activation=elu"])
 def test_variant_runs_end_to_end(tmp_path, override):
     summary = train(tmp_path / "run", *FAST, override)
     check_short_run(tmp_path / "run", summary, TASK)
