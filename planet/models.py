@@ -222,7 +222,9 @@ class LatentModel(nn.Module):
         # Under autocast (reduced-precision updates) the dense layers give bf16; the Gaussian's statistics, samples
         # and KL stay float32 (a no-op in float32).
         mean, std = raw.float().chunk(2, -1)
-        std = F.softplus(std) + self.min_std
+        # contiguous first: softplus on the strided half of `raw` took 10x longer on CPU (0.78 vs 0.08 ms at
+        # [1000, 30]; it was 6-13% of a plan). Same values, same result.
+        std = F.softplus(std.contiguous()) + self.min_std
         if not self.samples(generator) and noise is None or self.mean_only:
             stoch = mean
         else:
