@@ -320,11 +320,48 @@ def test_smoke_pipeline_end_to_end_with_an_interruption(tmp_path):
 
 
 def test_slurm_profile_dry_run(tmp_path):
-    """The cluster profile resolves: train jobs go to SLURM with a GPU."""
+    """The cluster profiles resolve, and the GPU request follows the pipeline preset in the one form the SLURM plugin
+    expects: the rules' `gpu` resource (-> sbatch --gpus=1), never also a `gres` (SLURM rejects --gres + --gpus)."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    proc = snakemake(copy_pipeline(tmp_path), "-n", "--workflow-profile", "profiles/slurm", "--config", "preset=cpu")
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from snakemake_executor_plugin_slurm.utils import set_gres_string  # noqa: PLC0415
+
+    class Resources(dict):
+        __getattr__ = dict.__getitem__
+
+    def jobs(out: str) -> list[tuple[str, str, dict, list[str]]]:
+        """(rule, wildcards, resources, GPU part of the plugin's sbatch call) of every job a dry run lists."""
+        found = []
+        for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n?)+)", out, flags=re.M):
+            fields = dict(line.strip().split(": ", 1) for line in body.splitlines() if ": " in line)
+            items = (i.split("=", 1) for i in fields.get("resources", "").split(", ") if "=" in i)
+            res = Resources({k: int(v) if v.isdigit() else v for k, v in items})
+            gpu_args = set_gres_string(SimpleNamespace(resources=res)).split()
+            found.append((rule, fields.get("wildcards", ""), res, gpu_args))
+        return found
+
+    root = copy_pipeline(tmp_path)
+    pipeline = yaml.safe_load((root / "params/pipeline.yaml").read_text())
+    kinds = {name: baseline["kind"] for name, baseline in pipeline["baselines"].items()}
+    # A GPU preset on the GPU profile: train, evaluate and SAC ask for one GPU, everything else for none.
+    proc = snakemake(root, "-n", "--workflow-profile", "profiles/slurm", "--config", "preset=paper")
+    gpu_jobs = jobs(proc.stdout + proc.stderr)
+    assert {rule for rule, *_ in gpu_jobs} >= {"collect_seed_episodes", "train", "evaluate", "baseline"}
+    for rule, wildcards, res, gpu_args in gpu_jobs:
+        baseline = wildcards.split(",")[0].removeprefix("baseline=")
+        wants_gpu = rule in ("train", "evaluate") or (rule == "baseline" and kinds[baseline] == "sac")
+        assert "gres" not in res and gpu_args == (["--gpus=1"] if wants_gpu else []), (rule, wildcards, res)
+    train = next(res for rule, _, res, _ in gpu_jobs if rule == "train")
+    assert train["mem_mb"] == 16000 and train["runtime"] == 2880, train
+    # A CPU preset on the CPU profile: no GPU request at all.
+    proc = snakemake(root, "-n", "--workflow-profile", "profiles/slurm-cpu", "--config", "preset=cpu")
     out = proc.stdout + proc.stderr
     assert job_counts(out)["train"] == 9
-    train_block = out.split("rule train:")[1]
-    resources = next(line for line in train_block.splitlines() if line.strip().startswith("resources:"))
-    assert "slurm_partition=gpu" in resources and "gres=gpu:1" in resources and "gpu=1" in resources, resources
+    cpu_jobs = jobs(out)
+    assert {rule for rule, *_ in cpu_jobs} >= {"collect_seed_episodes", "train", "evaluate", "baseline"}
+    for rule, wildcards, res, gpu_args in cpu_jobs:
+        assert "gres" not in res and res.get("gpu", 0) == 0 and gpu_args == [], (rule, wildcards, res)
+    for profile in ("slurm", "slurm-cpu"):
+        settings = yaml.safe_load((root / "profiles" / profile / "profile.yaml").read_text())
+        assert settings["executor"] == "slurm" and settings["slurm-status-command"] == "squeue", settings
