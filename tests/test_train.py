@@ -406,9 +406,13 @@ def test_resume_loads_on_the_cpu_and_refuses_another_device_type(tmp_path, monke
 def test_tracking_settings_are_not_part_of_a_runs_identity(isolated_mlflow, tmp_path):
     """A run made with MLflow resumes with run.mlflow=false (and other threads): same params hash, same run."""
     out = tmp_path / "run"
-    first = train(out, "train.episodes=3", "eval.episodes=1", "run.threads=2")
-    (out / "summary.json").unlink()
-    again = train(out, *FAST, "run.threads=1")
+    threads = torch.get_num_threads()  # run.threads sets torch's process-wide value: restore it for later tests
+    try:
+        first = train(out, "train.episodes=3", "eval.episodes=1", "run.threads=2")
+        (out / "summary.json").unlink()
+        again = train(out, *FAST, "run.threads=1")
+    finally:
+        torch.set_num_threads(threads)
     assert again["params_hash"] == first["params_hash"]
     assert yaml.safe_load((out / "config.yaml").read_text())["run"]["mlflow"] is False  # the settings it used
     assert not any(p.name == ".replaced" for p in tmp_path.iterdir())
