@@ -216,6 +216,29 @@ def get_or_create_experiment(name: str, uri: str, artifact_root: Path | None = N
 # ----------------------------------------------------------------------------------------------------
 
 
+def mark_replaced(run_dir: Path, replaced_by: str) -> None:
+    """Tag RUN's MLflow run as replaced (a rerun after a config change archived RUN to `.replaced/`): tags
+    `replaced=true` and `replaced_by_params_hash`, and " (replaced)" after its name, so that grouping by name or
+    variant in the UI no longer mixes it with the new run (filter `tags.replaced != 'true'`). A run without an
+    MLflow run, or a store that cannot be reached, is left as it is with a warning: the run files are the record."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.exists():
+        return
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        _quiet_mlflow_logging()
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=info["tracking_uri"])
+        run = client.get_run(info["run_id"])
+        client.set_tag(run.info.run_id, "replaced", "true")
+        client.set_tag(run.info.run_id, "replaced_by_params_hash", replaced_by)
+        if not (run.info.run_name or "").endswith(" (replaced)"):
+            client.set_tag(run.info.run_id, "mlflow.runName", f"{run.info.run_name} (replaced)")
+    except Exception as exc:  # never let bookkeeping of an old run stop a new one
+        logger.warning("could not mark the MLflow run of %s as replaced (%s: %s)", run_dir, type(exc).__name__, exc)
+
+
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Flatten nested mappings into dotted keys: ``{"a": {"b": 1}} -> {"a.b": 1}``."""
     flat: dict[str, Any] = {}

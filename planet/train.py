@@ -39,7 +39,7 @@ from planet.config import Config, ConfigError
 from planet.envs import PixelEnv, episode_seed
 from planet.models import WorldModel, preprocess
 from planet.replay import Replay, SeedEpisodesError, load_episode
-from planet.tracking import RUN_FILE, Tracker
+from planet.tracking import RUN_FILE, Tracker, mark_replaced
 from planet.utils import (
     PlanetError,
     atomic_save,
@@ -206,6 +206,7 @@ class Trainer:
 
     def _archive(self, old: Config) -> None:
         """Move a run made with another config to RUN_PARENT/.replaced/NAME-OLDHASH-TIME (nothing is deleted)."""
+        mark_replaced(self.run_dir, self.config.digest())
         dest = self.run_dir.parent / ".replaced" / f"{self.run_dir.name}-{old.digest()}-{time.strftime('%Y%m%d%H%M%S')}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         self.run_dir.rename(dest)

@@ -420,6 +420,25 @@ def test_tracking_settings_are_not_part_of_a_runs_identity(isolated_mlflow, tmp_
     assert code == 2 and "different config" in err and "planner.horizon" in err
 
 
+def test_a_replaced_run_is_marked_in_mlflow(isolated_mlflow, tmp_path):
+    """A rerun after a config change (the pipeline's --on-config-change archive) tags the old MLflow run replaced and
+    renames it, so the UI's groups stop mixing old and new runs of one name."""
+    out = tmp_path / "run"
+    old = train(out, "train.episodes=3", "eval.episodes=1", "--tag", "variant=planet")
+    old_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    new = train(out, "train.episodes=3", "eval.episodes=1", "planner.horizon=2", "--tag", "variant=planet",
+                "--on-config-change", "archive")
+    assert new["params_hash"] != old["params_hash"]
+    client = mlflow_client(isolated_mlflow)
+    replaced = client.get_run(old_id)
+    assert replaced.data.tags["replaced"] == "true"
+    assert replaced.data.tags["replaced_by_params_hash"] == new["params_hash"]
+    assert replaced.info.run_name == "planet-cartpole_swingup-seed0 (replaced)"
+    current = client.get_run(json.loads((out / "mlflow_run.json").read_text())["run_id"])
+    assert current.info.run_name == "planet-cartpole_swingup-seed0" and "replaced" not in current.data.tags
+    assert len(list((tmp_path / ".replaced").iterdir())) == 1  # and the old run directory was kept
+
+
 @pytest.mark.parametrize("damage", ["cut 100 bytes", "delete"])
 def test_resume_copes_with_a_metrics_file_shorter_than_the_checkpoint(tmp_path, damage, caplog):
     """metrics.jsonl cut or deleted after the last checkpoint: the run resumes (warning once) instead of failing
