@@ -13,6 +13,17 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# A YAML syntax error in the grid is named with its file and line here (Snakemake's own message omits them).
+import yaml as _yaml
+
+try:
+    _yaml.safe_load(open("params/pipeline.yaml"))
+except _yaml.YAMLError as _exc:
+    _mark = getattr(_exc, "problem_mark", None)
+    _where = f"params/pipeline.yaml, line {_mark.line + 1}" if _mark else "params/pipeline.yaml"
+    raise ValueError(f"config: {_where}: not valid YAML ({getattr(_exc, 'problem', _exc)})") from None
+
+
 configfile: "params/pipeline.yaml"
 
 

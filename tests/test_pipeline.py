@@ -113,6 +113,9 @@ def test_lint_is_clean(tmp_path):
         (lambda c: c["baselines"]["sac"]["overrides"].update({"sac.batchsize": 4}),
          r"baseline 'sac', task 'cartpole_swingup' \(preset 'smoke'\).*unknown config key 'sac\.batchsize'"),
         (lambda c: c["presets"]["smoke"]["baselines"].append("ppo"), r"unknown baseline 'ppo'"),
+        # an entry no preset of this run uses is validated too
+        (lambda c: c["baselines"].update(sac_big={"label": "x", "kind": "sac", "overrides": {"sac.batchsiz": 4}}),
+         r"baseline 'sac_big'.*unknown config key 'sac\.batchsiz'"),
     ],
 )
 def test_bad_config_fails_with_a_clear_message(tmp_path, edit, pattern):
@@ -125,6 +128,18 @@ def test_bad_config_fails_with_a_clear_message(tmp_path, edit, pattern):
     proc = snakemake(root, "-n", "--cores", "1", check=False)
     assert proc.returncode != 0
     assert re.search(pattern, proc.stdout + proc.stderr), (proc.stdout + proc.stderr)[-2000:]
+
+
+def test_a_yaml_syntax_error_in_the_grid_names_file_and_line(tmp_path):
+    root = copy_pipeline(tmp_path)
+    path = root / "params" / "pipeline.yaml"
+    lines = path.read_text().splitlines()
+    lines[20] = lines[20] + " ]["  # line 21 of the file
+    path.write_text("\n".join(lines) + "\n")
+    proc = snakemake(root, "-n", "--cores", "1", check=False)
+    assert proc.returncode != 0
+    assert re.search(r"params/pipeline\.yaml, line 2\d: not valid YAML", proc.stdout + proc.stderr), (
+        proc.stdout + proc.stderr)[-2000:]
 
 
 def _dvc_stages() -> dict:

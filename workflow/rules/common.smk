@@ -128,6 +128,10 @@ def baseline_settings(name: str, task: str, seed: int) -> str:
 for _b in BASELINES:
     for _t in BASELINE_TASKS:
         baseline_settings(_b, _t, baseline_seeds(_b)[0])
+# Entries no preset of this run uses are validated too (on the first task), so a typo surfaces before the preset
+# that needs it runs.
+for _b in set(config.get("baselines", {})) - set(BASELINES):
+    baseline_settings(_b, TASKS[0], SEEDS[0])
 
 
 def baseline_grid(pattern) -> list[str]:
