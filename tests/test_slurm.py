@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,11 @@ def test_slurm_profile_runs_smoke_slice(tmp_path, slurm_cluster):
     assert planet_row[table[0].index("cartpole_swingup")] not in ("", "—"), planet_row  # the slice's score
 
     print(f"SLURM slice: {slurm_seconds:.0f} s; jobs {sorted(slurm_ids)}")
+    # The record of what SLURM did, shown in pytest's warnings summary (so CI's log holds the submissions).
+    record = [line.strip() for line in out.splitlines()
+              if re.search(r"has been submitted with SLURM jobid|^Finished jobid|steps \(100%\) done", line.strip())]
+    warnings.warn(SlurmRecord(f"SLURM slice in {slurm_seconds:.0f} s:\n" + "\n".join(record)), stacklevel=1)
+
+
+class SlurmRecord(UserWarning):
+    """Not a problem: the sbatch submissions and completions of the passing SLURM test, for CI's log."""
