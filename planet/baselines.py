@@ -140,7 +140,7 @@ def _finished(run_dir: Path, run_cfg: dict) -> dict | None:
     return None
 
 
-def _tracker(kind: str, run_dir: Path, run_cfg: dict, tags: dict[str, str], mlflow: bool):
+def _tracker(kind: str, run_dir: Path, run_cfg: dict, tags: dict[str, str], mlflow: bool, experiment: str):
     from planet.tracking import Tracker  # noqa: PLC0415
     from planet.train import _git_tags  # noqa: PLC0415
 
@@ -148,7 +148,7 @@ def _tracker(kind: str, run_dir: Path, run_cfg: dict, tags: dict[str, str], mlfl
     all_tags = {"task": run_cfg["task"], "seed": run_cfg["seed"], "agent_preset": run_cfg["preset"], "variant": kind,
                 "baseline": kind, "params_hash": params_hash, **_git_tags(), **tags}
     name = f"{all_tags['variant']}-{run_cfg['task']}-seed{run_cfg['seed']}"  # the pipeline's variant tag wins
-    return Tracker(run_dir, experiment="planet-baselines", run_name=name, params=run_cfg, tags=all_tags,
+    return Tracker(run_dir, experiment=experiment, run_name=name, params=run_cfg, tags=all_tags,
                    enabled=mlflow)
 
 
@@ -165,7 +165,8 @@ def _result(run_cfg: dict, returns: list[float], split: str, **extra: Any) -> di
 
 
 def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[str] | None = None,
-              device: str = "auto", tags: dict[str, str] | None = None, progress: bool = False) -> dict:
+              device: str = "auto", tags: dict[str, str] | None = None, progress: bool = False,
+              experiment: str | None = None) -> dict:
     """Train SAC on the agent preset's env-step budget, evaluating every `sac.eval_every` episodes; then evaluate
     noise-free (the policy's mean action) on the 'test' split seeds. Writes the run directory; returns the summary.
 
@@ -214,7 +215,7 @@ def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[
             returns.append(total)
         return returns
 
-    tracker = _tracker("sac", run_dir, run_cfg, tags or {}, agent.run.mlflow)
+    tracker = _tracker("sac", run_dir, run_cfg, tags or {}, agent.run.mlflow, experiment or agent.run.experiment)
     state = {"episodes": 0, "return": 0.0, "last_eval": {}}
     start = time.perf_counter()
 
@@ -268,7 +269,7 @@ def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[
 
 
 def run_simulator(task: str, preset: str, seed: int, run_dir: Path, overrides: list[str] | None = None,
-                  tags: dict[str, str] | None = None, progress: bool = False) -> dict:
+                  tags: dict[str, str] | None = None, progress: bool = False, experiment: str | None = None) -> dict:
     """CEM planning with the true simulator on the 'test' split seeds (no training: the paper's upper bound).
 
     Resumable: each finished episode is recorded in ``episodes.json`` and skipped by a rerun.
@@ -292,7 +293,8 @@ def run_simulator(task: str, preset: str, seed: int, run_dir: Path, overrides: l
         done = []
     p = agent.planner
     workers = settings.simulator.workers or os.cpu_count() or 1
-    tracker = _tracker("simulator", run_dir, run_cfg, tags or {}, agent.run.mlflow)
+    tracker = _tracker("simulator", run_dir, run_cfg, tags or {}, agent.run.mlflow,
+                       experiment or agent.run.experiment)
     with tracker, PixelEnv(task, seed, action_repeat=agent.env.action_repeat,
                            episode_env_steps=agent.env.episode_env_steps) as env, \
             SimulatorPlanner(task, seed, p.horizon, p.iterations, p.candidates, p.top_k, workers,

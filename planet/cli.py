@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "RUN/evaluation.json and logs test/* metrics to the run's MLflow run.")
     p.add_argument("--run", type=Path, required=True, help="run directory written by `planet train`")
     p.add_argument("--episodes", type=_positive_int, help="episodes (default: the run's eval.episodes)")
-    p.add_argument("--out", type=Path, help="result file (default: RUN/evaluation.json)")
+    p.add_argument("--out", type=Path, help="also write the result here (RUN/evaluation.json is always written)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "that parallel jobs never race on the schema. Writes a JSON of experiment ids.")
     p.add_argument("--uri", help="tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--experiment", action="append", default=[], help="experiment name (repeatable)")
+    p.add_argument("--describe", action="append", default=[], metavar="NAME=TEXT",
+                   help="description of experiment NAME, shown in the MLflow UI (repeatable)")
     p.add_argument("--out", type=Path, help="write {experiment: id} JSON here")
 
     p = sub.add_parser("manifest", help="write a JSON listing of files (pipeline stage outputs for DVC)",
@@ -130,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         k.add_argument("--device", default="auto", help="SAC's torch device: auto (default), cpu, cuda")
         k.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                        help="extra MLflow tag (repeatable)")
+        k.add_argument("--experiment", help="MLflow experiment (default: the agent preset's run.experiment, "
+                       "'planet', where `planet train` logs too)")
         k.add_argument("--no-progress", action="store_true", help="no progress output")
 
     p = sub.add_parser("report", help="generate Table 1, figures and README from pipeline results", add_help=False)
@@ -248,7 +252,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         uri = resolve_tracking_uri(args.uri)
         init_store(uri)
-        ids = {name: get_or_create_experiment(name, uri) for name in args.experiment}
+        descriptions = dict(d.split("=", 1) for d in args.describe if "=" in d)
+        ids = {name: get_or_create_experiment(name, uri, description=descriptions.get(name))
+               for name in args.experiment}
         text = json.dumps({"tracking_uri": uri, "experiments": ids}, indent=2)
         if args.out:
             atomic_write_text(args.out, text)
@@ -265,10 +271,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         tags = dict(t.split("=", 1) for t in args.tag if "=" in t)
         if args.kind == "sac":
             summary = baselines.train_sac(args.task, args.preset, args.seed, args.out, args.overrides, args.device,
-                                          tags, progress=not args.no_progress)
+                                          tags, progress=not args.no_progress, experiment=args.experiment)
         else:
             summary = baselines.run_simulator(args.task, args.preset, args.seed, args.out, args.overrides, tags,
-                                              progress=not args.no_progress)
+                                              progress=not args.no_progress, experiment=args.experiment)
         print(json.dumps(summary, indent=2))
         return 0
     if args.command == "bench":

@@ -14,8 +14,8 @@ from planet.utils import atomic_write_text
 
 def evaluate_run(run_dir: Path, device: torch.device, episodes: int | None = None, progress: bool = True,
                  out: Path | None = None) -> dict:
-    """Evaluate RUN's model on `episodes` test-split episodes; write `out` (default RUN/evaluation.json) and log
-    test/* metrics and the file to the run's MLflow run."""
+    """Evaluate RUN's model on `episodes` test-split episodes; write RUN/evaluation.json (and a copy to `out`) and
+    log test/* metrics and the file to the run's MLflow run."""
     run_dir = Path(run_dir)
     cfg, model = load_model(run_dir, device)
     episodes = cfg.eval.episodes if episodes is None else episodes
@@ -32,8 +32,13 @@ def evaluate_run(run_dir: Path, device: torch.device, episodes: int | None = Non
         "train_episodes": counters.get("episodes"), "env_steps": counters.get("env_steps"),
         "complete": (run_dir / "summary.json").exists(),
     }
-    out = Path(out) if out else run_dir / "evaluation.json"
-    atomic_write_text(out, json.dumps(result, indent=2))
+    # The run directory always holds it as evaluation.json (what the MLflow run shows); `out` (the pipeline's
+    # RESULTS/eval/VARIANT/TASK/seedN.json) is a copy, so that the artifact is named for what it is.
+    text = json.dumps(result, indent=2)
+    own = run_dir / "evaluation.json"
+    atomic_write_text(own, text)
+    if out and Path(out).resolve() != own.resolve():
+        atomic_write_text(Path(out), text)
     tags_path = run_dir / "tags.json"
     variant = json.loads(tags_path.read_text()).get("variant") if tags_path.exists() else None
     tracker = Tracker(run_dir, experiment=cfg.run.experiment, run_name=cfg.run_name(variant),
@@ -42,5 +47,5 @@ def evaluate_run(run_dir: Path, device: torch.device, episodes: int | None = Non
     with tracker:
         tracker.log_metrics({"test/return_mean": result["return_mean"], "test/return_std": result["return_std"]},
                             step=int(counters.get("env_steps") or 0))
-        tracker.log_artifact(out)
+        tracker.log_artifact(own)
     return result

@@ -174,8 +174,10 @@ def _safe_dir_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "experiment"
 
 
-def get_or_create_experiment(name: str, uri: str, artifact_root: Path | None = None) -> str:
-    """Return the id of experiment ``name``, creating it if needed (race-safe across processes).
+def get_or_create_experiment(name: str, uri: str, artifact_root: Path | None = None,
+                             description: str | None = None) -> str:
+    """Return the id of experiment ``name``, creating it if needed (race-safe across processes); ``description``
+    (if given) becomes the experiment's description in the UI (the ``mlflow.note.content`` tag).
 
     Artifacts go to ``artifact_root`` or, for sqlite, ``<dir of the db>/mlartifacts/<name>``; never to
     ``./mlruns`` of whatever the working directory happens to be. For other stores without
@@ -193,7 +195,10 @@ def get_or_create_experiment(name: str, uri: str, artifact_root: Path | None = N
         exp = client.get_experiment_by_name(name)
         if exp is None:
             try:
-                return client.create_experiment(name, artifact_location=location)
+                exp_id = client.create_experiment(name, artifact_location=location)
+                if description:
+                    client.set_experiment_tag(exp_id, "mlflow.note.content", description)
+                return exp_id
             except MlflowException as exc:
                 # Another process (without our lock, e.g. on an HTTP server) created it first.
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
@@ -208,6 +213,8 @@ def get_or_create_experiment(name: str, uri: str, artifact_root: Path | None = N
             f"('mlflow experiments restore --experiment-id {exp.experiment_id}') or delete it permanently "
             "('mlflow gc') or use another experiment name."
         )
+    if description and exp.tags.get("mlflow.note.content") != description:
+        client.set_experiment_tag(exp.experiment_id, "mlflow.note.content", description)
     return exp.experiment_id
 
 
@@ -311,6 +318,22 @@ def read_metrics(path: Path) -> list[dict]:
 # ----------------------------------------------------------------------------------------------------
 
 
+def _last_steps(path: Path, offset: int) -> dict[str, int]:
+    """For the lines of ``path`` after byte ``offset``: each metric key's last step (unreadable lines skipped)."""
+    last: dict[str, int] = {}
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        for line in fh:
+            try:
+                record = json.loads(line)
+                step = int(record["step"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            for key in record.keys() - _RESERVED_METRIC_KEYS:
+                last[key] = max(step, last.get(key, step))
+    return last
+
+
 class Tracker:
     """Logs params/metrics/tags/artifacts of one training run to ``run_dir`` and mirrors them to MLflow.
 
@@ -346,6 +369,7 @@ class Tracker:
         self._closed = False
         self._warned_nonfinite = False
         self.mlflow_error: str | None = None  # why the MLflow mirror was disabled, if it was
+        self._mirrored_until: dict[str, int] = {}  # key -> last step whose point MLflow has (see truncate_metrics)
 
         _write_json_atomic(self.run_dir / PARAMS_FILE, self.params)
         self._merge_tags_file(self.tags)
@@ -508,6 +532,8 @@ class Tracker:
         self._metrics_fh.write(json.dumps(record, allow_nan=False) + "\n")
         self._metrics_fh.flush()
 
+        if self._mirrored_until:  # steps re-run after a resume: MLflow has these points already
+            finite = {k: v for k, v in finite.items() if step > self._mirrored_until.get(k, -1)}
         if self._client is not None and finite:
             from mlflow.entities import Metric
 
@@ -562,8 +588,9 @@ class Tracker:
         """Cut ``metrics.jsonl`` back to ``offset`` (from :meth:`metrics_offset`), so that steps re-run after
         resuming from a checkpoint are not duplicated in the file.
 
-        MLflow cannot delete metric points: re-logged steps appear there a second time (same step, later
-        timestamp); MLflow's UI plots and ``latest`` value use the newest point.
+        MLflow cannot delete metric points, so the cut lines' points stay there, and the re-run steps are not sent
+        to MLflow a second time: a key's points up to the last step the cut lines logged for it are skipped (a
+        resume is bit-identical, so they carry the same values), and MLflow holds each point once.
 
         A file shorter than ``offset`` (cut, or deleted, after the checkpoint) is kept as it is, with a warning:
         the lines it lost are gone, the run's state is in the checkpoint, and logging continues after the lines that
@@ -591,6 +618,7 @@ class Tracker:
                 logger.warning("%s: the checkpoint's offset %d is inside a line (was the file edited?); cutting back "
                                "to the line boundary at %d.", self.metrics_path, offset, boundary)
                 offset = boundary
+        self._mirrored_until = _last_steps(self.metrics_path, offset)
         os.truncate(self.metrics_path, offset)  # the handle is in append mode, so writes follow the new end
 
     def close(self, status: str = "FINISHED") -> None:

@@ -309,7 +309,21 @@ class Trainer:
         self.replay.truncate(self.counters.episodes)
         self.replay.load_state_dict(state["replay"])
         self.tracker.truncate_metrics(state["metrics_offset"])
+        self._warn_missing_episodes()
         return True
+
+    def _warn_missing_episodes(self) -> None:
+        """Say so when episode files the checkpoint counted are gone (e.g. a corrupt one deleted as advised):
+        the run goes on with a smaller replay, so it no longer equals an uninterrupted run."""
+        missing = sorted(set(range(self.counters.episodes)) - set(self.replay.episode_indices))
+        if missing:
+            log.warning(
+                "%d of the %d episodes this run collected are missing from %s (indices %s; deleted?): training "
+                "resumes with a replay of %d episodes, so from here on it differs from an uninterrupted run",
+                len(missing), self.counters.episodes, self.replay.directory, missing[:20],
+                len(self.replay.episode_indices),
+            )
+            self.tracker.set_tags({"replay_missing_episodes": ",".join(map(str, missing))})
 
     # ---- steps
 
@@ -343,21 +357,30 @@ class Trainer:
         self.counters.env_steps += self.agent_steps * self.action_repeat
         return ret
 
-    def _import_seed_episodes(self) -> None:
-        """Take seed episodes collected by `planet collect` (same task, seed and settings) instead of re-collecting."""
+    def _seed_episode_files(self) -> list[Path]:
+        """The `--init-episodes` files this run starts from, checked against the config before the run directory
+        or an MLflow run exists, so that a wrong directory leaves nothing behind."""
+        cfg = self.config
         src = Path(self.init_episodes) / "episodes"
-        files = sorted(src.glob("episode_*.npz"))[: self.config.train.seed_episodes]
+        files = sorted(src.glob("episode_*.npz"))[: cfg.train.seed_episodes]
         if not files:
             raise SeedEpisodesError(f"--init-episodes {self.init_episodes}: no episodes in {src} (a `planet collect "
                                     "--out DIR` output directory holds DIR/episodes/episode_*.npz)")
+        repeat = config_lib.action_repeat(cfg)
         for index, path in enumerate(files):
             episode, meta = load_episode(path)
-            expect = {"task": self.config.task, "seed": self.config.seed, "index": index,
-                      "action_repeat": self.action_repeat}
+            expect = {"task": cfg.task, "seed": cfg.seed, "index": index, "action_repeat": repeat}
             wrong = {k: (meta.get(k), v) for k, v in expect.items() if meta.get(k) != v}
-            if wrong or len(episode["reward"]) != self.agent_steps + 1:
+            if wrong or len(episode["reward"]) != cfg.env.episode_env_steps // repeat + 1:
                 raise SeedEpisodesError(f"{path} does not match this run ({wrong or 'episode length'}); collect "
                                         "seed episodes with the same --task, --seed and settings")
+        return files
+
+    def _import_seed_episodes(self, files: list[Path]) -> None:
+        """Take seed episodes collected by `planet collect` (checked by `_seed_episode_files`) instead of
+        re-collecting them."""
+        for path in files:
+            episode, meta = load_episode(path)
             self.replay.add(episode, meta)
             self.counters.episodes += 1
             self.counters.env_steps += self.agent_steps * self.action_repeat
@@ -383,20 +406,23 @@ class Trainer:
         return metrics
 
     def _write_eval_artifacts(self, episode: dict[str, np.ndarray]) -> None:
-        from planet.video import openloop_strip, save_gif, save_png  # noqa: PLC0415 - imageio only when needed
+        from planet.video import label_openloop, openloop_strip, save_gif, save_labelled_png  # noqa: PLC0415
 
         out = self.run_dir / "eval"
         out.mkdir(exist_ok=True)
         if self.config.eval.video:
             save_gif(out / "eval.gif", episode["obs"])
             self.tracker.log_artifact(out / "eval.gif", "eval")
-        strip = openloop_strip(self.model, episode, self.config.env.bit_depth, self.device)
-        save_png(out / "openloop.png", strip)
+        context = 5  # as the paper's Fig. 10
+        strip = openloop_strip(self.model, episode, self.config.env.bit_depth, self.device, context)
+        save_labelled_png(out / "openloop.png", label_openloop(strip, context))
         self.tracker.log_artifact(out / "openloop.png", "eval")
 
     # ---- main loop
 
     def run(self) -> dict:
+        seed_files = (self._seed_episode_files()
+                      if self.init_episodes and not self.checkpoint_path.exists() else [])
         self._check_config()
         summary_path = self.run_dir / "summary.json"
         if summary_path.exists():
@@ -407,16 +433,16 @@ class Trainer:
             resumed = self.load_checkpoint()
             if resumed:
                 log.info("resumed %s at episode %d", self.run_dir, self.counters.episodes)
-            return self._loop()
+            return self._loop(seed_files)
 
-    def _loop(self) -> dict:
+    def _loop(self, seed_files: list[Path]) -> dict:
         cfg = self.config
         c = self.counters
         start_wall = time.perf_counter()
         bar = tqdm(total=cfg.train.episodes, initial=c.episodes, desc=f"{cfg.task} seed {cfg.seed}", unit="ep",
                    disable=not self.progress)
-        if c.episodes == 0 and self.init_episodes:
-            self._import_seed_episodes()
+        if c.episodes == 0 and seed_files:
+            self._import_seed_episodes(seed_files)
             self.save_checkpoint()  # a resume must not import them twice
             bar.update(c.episodes)
         while c.episodes < cfg.train.seed_episodes:

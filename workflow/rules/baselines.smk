@@ -24,6 +24,7 @@ rule baseline:
         run_dir=lambda wc: run_dir(wc.baseline, wc.task, wc.seed),
         uri=TRACKING_URI,
         pipeline=PRESET,
+        experiment=EXPERIMENT,
         # SAC trains on the preset's device; the simulator plans on CPU physics (its --device is unused)
         device=lambda wc: DEVICE if config["baselines"][wc.baseline]["kind"] == "sac" else "cpu",
     threads: P["threads"]
@@ -34,7 +35,8 @@ rule baseline:
     shell:
         "MLFLOW_TRACKING_URI={params.uri:q} planet --params params baseline {params.kind} --task {wildcards.task} "
         "--preset {params.preset} --seed {wildcards.seed} --device {params.device} --out {params.run_dir:q} "
-        "--tag variant={wildcards.baseline} --tag pipeline_preset={params.pipeline} --no-progress "
+        "--experiment {params.experiment} --tag variant={wildcards.baseline} --tag family=baselines "
+        "--tag pipeline_preset={params.pipeline} --no-progress "
         "{params.overrides} simulator.workers={threads} > {log:q} 2>&1"
 
 

@@ -9,7 +9,13 @@ rule init_tracking:
     params:
         uri=TRACKING_URI,
         experiments=" ".join(
-            f"--experiment {e}" for e in sorted({experiment(v) for v in config["variants"]} | {"planet-reports", "planet-baselines"})
+            f"--experiment {e} --describe {shlex.quote(f'{e}={text}')}"
+            for e, text in (
+                (EXPERIMENT, f"Pipeline preset '{PRESET}' (params/pipeline.yaml): {P.get('description', '').strip()} "
+                 "Runs are tagged variant, family (agents/ablations/baselines), task and seed."),
+                ("planet-reports", "One run per pipeline preset: the generated report (Table 1, figures, README) "
+                 "as artifacts, tagged with the git commit it was made from."),
+            )
         ),
     threads: 1
     conda:

@@ -20,6 +20,7 @@ rule train:
         run_dir=lambda wc: run_dir(wc.variant, wc.task, wc.seed),
         uri=TRACKING_URI,
         pipeline=PRESET,
+        family=lambda wc: config["variants"][wc.variant]["family"],
         device=DEVICE,
     threads: P["threads"]
     conda:
@@ -30,7 +31,8 @@ rule train:
         "MLFLOW_TRACKING_URI={params.uri:q} planet --params params train --task {wildcards.task} --preset {params.preset} "
         "--seed {wildcards.seed} --device {params.device} --expect-hash {params.config_hash} "
         "--out {params.run_dir:q} --init-episodes {input.seeds:q} --on-config-change archive "
-        "--tag variant={wildcards.variant} --tag pipeline_preset={params.pipeline} --no-progress "
+        "--tag variant={wildcards.variant} --tag family={params.family} --tag pipeline_preset={params.pipeline} "
+        "--no-progress "
         "{params.overrides} run.threads={threads} > {log:q} 2>&1"
 
 
