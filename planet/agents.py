@@ -64,8 +64,7 @@ class MPCAgent:
         n = obs.shape[0]
         image = preprocess(torch.as_tensor(obs, device=self.device), self.bit_depth, self.gen)
         dyn = self.model.dynamics
-        prior = dyn.prior_step(self.state, self.prev_action, self.gen)
-        belief = dyn.posterior_step(prior, self.model.encoder(image), self.gen)
+        _, belief = dyn.filter_step(self.state, self.prev_action, self.model.encoder(image), self.gen)
         p = self.planner
         objective = latent_objective(self.model, belief, self.gen, step=self.step)
         with precision.autocast(self.plan_dtype, self.device):

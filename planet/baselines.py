@@ -13,7 +13,6 @@ environment, the episode budget and the planner sizes (H, I, J, K) come from the
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ import numpy as np
 import yaml
 
 from planet import config as config_lib
+from planet import rundir
 from planet.config import ConfigError
 from planet.envs import episode_seed
 from planet.utils import atomic_write_text
@@ -96,8 +96,7 @@ def resolve(task: str, preset: str, seed: int, overrides: list[str] | None = Non
         raise ConfigError(f"preset '{preset}' has no block in {baselines_file}; valid: {', '.join(sorted(blocks))}")
     block = dict(blocks[preset] or {})
     block.pop("description", None)
-    tree = config_lib._merge(block, config_lib.parse_overrides(list(overrides or [])))  # noqa: SLF001
-    settings = config_lib._build(BaselineSettings, tree)  # noqa: SLF001 - same strict validation as the agent's
+    settings = config_lib.build_settings(BaselineSettings, block, overrides)
     sac = settings.sac
     for key in ("frame_stack", "buffer_size", "batch_size", "gradient_steps", "features_dim"):
         if getattr(sac, key) < 1:
@@ -130,24 +129,12 @@ def _run_config(kind: str, agent: config_lib.Config, settings: BaselineSettings)
     return out
 
 
-def _finished(run_dir: Path, run_cfg: dict) -> dict | None:
-    """The summary of a run directory that already finished with these settings (a rerun then does nothing, like
-    `planet train`), else None."""
-    summary, config = run_dir / "summary.json", run_dir / "config.yaml"
-    if summary.exists() and config.exists() and yaml.safe_load(config.read_text()) == run_cfg:
-        log.info("%s is complete (summary.json exists); nothing to do", run_dir)
-        return json.loads(summary.read_text())
-    return None
-
-
 def _tracker(kind: str, run_dir: Path, run_cfg: dict, tags: dict[str, str], mlflow: bool, experiment: str):
     from planet.tracking import Tracker  # noqa: PLC0415
-    from planet.train import _git_tags  # noqa: PLC0415
 
-    params_hash = hashlib.sha256(json.dumps(run_cfg, sort_keys=True).encode()).hexdigest()[:12]
     all_tags = {"task": run_cfg["task"], "seed": run_cfg["seed"], "agent_preset": run_cfg["preset"], "variant": kind,
-                "baseline": kind, "params_hash": params_hash, **_git_tags(), **tags}
-    name = f"{all_tags['variant']}-{run_cfg['task']}-seed{run_cfg['seed']}"  # the pipeline's variant tag wins
+                "baseline": kind, "params_hash": rundir.digest(run_cfg), **rundir.git_tags(), **tags}
+    name = rundir.run_name(all_tags["variant"], run_cfg["task"], run_cfg["seed"])  # the pipeline's variant tag wins
     return Tracker(run_dir, experiment=experiment, run_name=name, params=run_cfg, tags=all_tags,
                    enabled=mlflow)
 
@@ -184,11 +171,11 @@ def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[
     cfg = settings.sac
     run_dir = Path(run_dir)
     run_cfg = _run_config("sac", agent, settings)
-    if (summary := _finished(run_dir, run_cfg)) is not None:
+    rundir.claim(run_dir, run_cfg, on_change="archive")  # another config's run is moved to .replaced/
+    if (summary := rundir.finished(run_dir)) is not None:
         return summary
-    for stale in ("summary.json", "evaluation.json", "metrics.jsonl"):
-        (run_dir / stale).unlink(missing_ok=True)  # a restart begins a fresh curve
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
+    for stale in ("evaluation.json", "metrics.jsonl"):
+        (run_dir / stale).unlink(missing_ok=True)  # an interrupted run starts over (see above): a fresh curve
     budget = budget_env_steps(agent, cfg)
     env, eval_env = (PixelGymEnv(task, seed, cfg.frame_stack, agent.env.action_repeat, agent.env.episode_env_steps,
                                  train_seeds=train) for train in (True, False))
@@ -280,13 +267,18 @@ def run_simulator(task: str, preset: str, seed: int, run_dir: Path, overrides: l
     agent, settings = resolve(task, preset, seed, overrides)
     run_dir = Path(run_dir)
     run_cfg = _run_config("simulator", agent, settings)
-    if (summary := _finished(run_dir, run_cfg)) is not None:
-        return summary
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
-    done_path = run_dir / "episodes.json"
-    done: list[dict] = json.loads(done_path.read_text()) if done_path.exists() else []
+
     def same_episodes(cfg: dict) -> dict:  # what the episodes depend on: not how many are asked for
         return {**cfg, "simulator": {k: v for k, v in cfg["simulator"].items() if k != "episodes"}}
+
+    # Another config's run is moved to .replaced/; asking for more (or fewer) episodes continues this one.
+    before = rundir.claim(run_dir, run_cfg, on_change="archive", identity=same_episodes)
+    if before is not None and before != run_cfg:
+        (run_dir / rundir.SUMMARY_FILE).unlink(missing_ok=True)
+    if (summary := rundir.finished(run_dir)) is not None:
+        return summary
+    done_path = run_dir / "episodes.json"
+    done: list[dict] = json.loads(done_path.read_text()) if done_path.exists() else []
 
     if done and same_episodes(done[0].get("config") or {"simulator": {}}) != same_episodes(run_cfg):
         log.warning("%s: settings changed; starting the episodes over", run_dir)

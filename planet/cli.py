@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from planet.envs import TASKS
+from planet.tasks import TASKS
 
 OVERRIDES_HELP = (
     "config overrides as dotted KEY=VALUE (values parsed as YAML: 12, 0.3, true, null, cem), applied after the "
@@ -230,7 +230,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     if args.command == "collect":
-        from planet.train import collect_seed_episodes  # noqa: PLC0415
+        from planet.rollouts import collect_seed_episodes  # noqa: PLC0415
 
         n = collect_seed_episodes(cfg, args.out, progress=not args.no_progress)
         print(json.dumps({"out": str(args.out), "episodes": n}))

@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 import yaml
 
+from planet.tasks import TASKS, get_task
+
 PARAMS_ENV = "PLANET_PARAMS"
 SOURCE_PARAMS = Path(__file__).resolve().parent.parent / "params"  # beside the package in a source checkout
 
@@ -66,7 +68,7 @@ class EnvConfig:
     """The environment: dm_control task from pixels."""
 
     action_repeat: int | None = None
-    """Agent action repeated this many env steps. null = the paper's per-task value (planet.envs.TASKS)."""
+    """Agent action repeated this many env steps. null = the paper's per-task value (planet.tasks.TASKS)."""
     episode_env_steps: int = 1000
     """Env steps per episode before action repeat (P: 1000). Must be divisible by the action repeat."""
     image_size: int = 64
@@ -79,11 +81,12 @@ class EnvConfig:
 class ModelConfig:
     """The world model: conv encoder/decoder, latent dynamics, reward head."""
 
-    kind: Literal["rssm", "gru", "ssm"] = "rssm"
+    kind: Literal["rssm", "gru", "ssm", "drnn"] = "rssm"
     """rssm = PlaNet; gru = purely deterministic (mean-only state, no KL; P Fig. 4 / G mean_only);
-    ssm = purely stochastic (no deterministic path; P Fig. 4)."""
+    ssm = purely stochastic (no deterministic path; P Fig. 4); drnn = doubly recurrent (P Fig. 8, structure from G
+    models/drnn.py: encoder and decoder GRUs of deter_size units around s_t; planet/models.py `DRNN`)."""
     deter_size: int = 200
-    """GRU units of the deterministic path h_t (P/G: 200)."""
+    """GRU units of the deterministic path h_t (P/G: 200); drnn: of each of its two GRUs (G: 200)."""
     stoch_size: int = 30
     """Dimensions of the diagonal-Gaussian stochastic state s_t (P/G: 30)."""
     hidden_size: int = 200
@@ -101,7 +104,8 @@ class ModelConfig:
     """Units per reward-head layer (P: 200; G camera-ready: 100; G HEAD: 300). We follow P."""
     activation: Literal["relu", "elu"] = "relu"
     """Activation of the dense layers of the state model and the reward head (P Fig. 9 compares relu and elu). As in
-    G, the conv encoder and decoder keep ReLU (G passes `config.activation` to the cell and the heads only)."""
+    G, the conv encoder and decoder keep ReLU (G passes `config.activation` to the cell and the heads only), and so
+    does the drnn state model (G's DRNN ignores the activation it is given)."""
 
 
 @dataclass(frozen=True)
@@ -370,6 +374,12 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def build_settings(cls: type, block: dict[str, Any], overrides: list[str] | None = None) -> Any:
+    """Dataclass ``cls`` from a params block and ``KEY=VALUE`` overrides, validated as strictly as the agent's
+    config (unknown keys and wrong types are refused): what params/baselines.yaml uses."""
+    return _build(cls, _merge(block, parse_overrides(list(overrides or []))))
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Parse ``key=value`` strings; values are YAML scalars (``12``, ``0.3``, ``true``, ``null``, ``cem``)."""
     flat: dict[str, Any] = {}
@@ -403,8 +413,6 @@ def resolve(
     presets_file: Path | None = None,
 ) -> Config:
     """Compose defaults, preset, per-task block and overrides into a validated Config."""
-    from planet.envs import get_task  # noqa: PLC0415 - keeps config importable without dm_control
-
     get_task(task)  # raises with the list of valid task names
     presets = load_presets(presets_file)
     if preset not in presets:
@@ -412,7 +420,7 @@ def resolve(
     block = dict(presets[preset] or {})
     block.pop("description", None)
     per_task = block.pop("tasks", {}) or {}
-    unknown_tasks = set(per_task) - set(_task_names())
+    unknown_tasks = set(per_task) - set(TASKS)
     if unknown_tasks:
         raise ConfigError(f"preset '{preset}': unknown task(s) {sorted(unknown_tasks)} in its tasks block")
     tree = _merge(block, per_task.get(task, {}) or {})
@@ -428,21 +436,13 @@ def resolve(
     return config
 
 
-def _task_names() -> list[str]:
-    from planet.envs import TASKS  # noqa: PLC0415
-
-    return list(TASKS)
-
-
 def check(config: Config) -> None:
     """Cross-field checks that the types alone cannot express."""
-    from planet.envs import get_task  # noqa: PLC0415
-
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise ConfigError(message)
 
-    repeat = config.env.action_repeat or get_task(config.task).action_repeat
+    repeat = action_repeat(config)
     need(repeat >= 1, "env.action_repeat must be >= 1")
     need(
         config.env.episode_env_steps % repeat == 0,
@@ -474,8 +474,6 @@ def check(config: Config) -> None:
 
 
 def action_repeat(config: Config) -> int:
-    from planet.envs import get_task  # noqa: PLC0415
-
     return config.env.action_repeat or get_task(config.task).action_repeat
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from planet.tasks import TASKS, TaskSpec, get_task
 
 __all__ = [
     "SPLITS",
@@ -32,35 +33,6 @@ __all__ = [
     "get_task",
     "setup_rendering",
 ]
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A dm_control suite task and the paper's action repeat for it."""
-
-    domain: str
-    task: str
-    action_repeat: int
-
-
-# The one table of tasks, in the paper's order. Action repeats are the paper's (Table/appendix):
-# cartpole 8, reacher 4, cheetah 4, finger 2, cup 4, walker 2.
-TASKS: dict[str, TaskSpec] = {
-    "cartpole_swingup": TaskSpec("cartpole", "swingup", 8),
-    "reacher_easy": TaskSpec("reacher", "easy", 4),
-    "cheetah_run": TaskSpec("cheetah", "run", 4),
-    "finger_spin": TaskSpec("finger", "spin", 2),
-    "cup_catch": TaskSpec("ball_in_cup", "catch", 4),
-    "walker_walk": TaskSpec("walker", "walk", 2),
-}
-
-
-def get_task(name: str) -> TaskSpec:
-    """Look up a task by its user-facing name (e.g. ``"cheetah_run"``)."""
-    try:
-        return TASKS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"Unknown task {name!r}; valid tasks are: {', '.join(TASKS)}") from None
 
 
 # --------------------------------------------------------------------------- rendering

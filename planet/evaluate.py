@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
+from planet.rollouts import evaluate
+from planet.rundir import load_model, tracking_uri
 from planet.tracking import Tracker
-from planet.train import evaluate, load_model, run_tracking_uri
 from planet.utils import atomic_write_text
 
 
@@ -43,7 +44,7 @@ def evaluate_run(run_dir: Path, device: torch.device, episodes: int | None = Non
     variant = json.loads(tags_path.read_text()).get("variant") if tags_path.exists() else None
     tracker = Tracker(run_dir, experiment=cfg.run.experiment, run_name=cfg.run_name(variant),
                       params=cfg.to_dict(), tags={}, enabled=cfg.run.mlflow,
-                      tracking_uri=run_tracking_uri(run_dir))  # the training run's store, whatever the cwd
+                      tracking_uri=tracking_uri(run_dir))  # the training run's store, whatever the cwd
     with tracker:
         tracker.log_metrics({"test/return_mean": result["return_mean"], "test/return_std": result["return_std"]},
                             step=int(counters.get("env_steps") or 0))

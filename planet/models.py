@@ -1,4 +1,4 @@
-r"""The world model: conv encoder/decoder, latent dynamics (RSSM, GRU, SSM), reward head, and the bound.
+r"""The world model: conv encoder/decoder, latent dynamics (RSSM, GRU, SSM, DRNN), reward head, and the bound.
 
 Glossary: o_t observation, e_t = enc(o_t) its embedding, a_t action, r_t reward, h_t deterministic state (GRU),
 s_t stochastic state (diagonal Gaussian). Tensors are batch-major, [B, T, ...]; images are channels-first floats
@@ -31,6 +31,11 @@ Variants behind one interface (chosen by ``model.kind``):
     an untrained prior mean; that is the published ablation, not a bug of this port.
   * ``ssm``: purely stochastic: no deterministic path; prior p(s_t | s_{t-1}, a_{t-1}); posterior from the
     prior's statistics and e_t; features = s_t.
+  * ``drnn``: the doubly recurrent model of P Fig. 8 (G ``models/drnn.py``; class `DRNN`): an encoder GRU reads
+    [e_t, a_{t-1}, s_{t-1}], s_t is drawn from it and [s_{t-1}, d_{t-1}], a decoder GRU d_t reads s_t, and the heads
+    read d_t only. The prior is the same networks with e_t = 0.
+
+`LatentModel` implements the first three, `DRNN` the fourth; both are `LatentDynamics` (the interface above).
 """
 
 from __future__ import annotations
@@ -180,34 +185,46 @@ class State(NamedTuple):
         return State(*(torch.stack(xs, dim) for xs in zip(*states, strict=True)))
 
 
-class LatentModel(nn.Module):
-    """RSSM and its two ablations behind one interface (see module docstring)."""
+class LatentDynamics(nn.Module):
+    """The latent dynamics as the world model, the loss, the planner and the agent use them (`model.kind`).
 
-    def __init__(self, cfg: ModelConfig, action_dim: int, embed_size: int):
+    A step maps the previous State and a_{t-1} to the prior of step t (`prior_step`, which open-loop prediction,
+    latent overshooting and the planner chain), or, given e_t too, to that prior and the posterior (`filter_step`,
+    as G's `models/base.py` `Base.call` returns both). Subclasses build the networks and say what `features` the
+    decoder and reward head read and how wide `State.deter` is.
+    """
+
+    deter_size: int
+    """Width of `State.deter`: 0 without a deterministic path."""
+
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.kind = cfg.kind
         self.mean_only = cfg.kind == "gru"
-        self.deter_size = 0 if cfg.kind == "ssm" else cfg.deter_size
         self.stoch_size = cfg.stoch_size
         self.min_std = cfg.min_std
-        act, hid, n = cfg.activation, cfg.hidden_size, cfg.hidden_layers
-        if cfg.kind == "ssm":
-            # p(s_t | s_{t-1}, a_{t-1}) directly; q(s_t | prior stats, e_t).
-            self.prior_net = mlp(cfg.stoch_size + action_dim, hid, max(n, 1), 2 * cfg.stoch_size, act)
-            self.post_net = mlp(2 * cfg.stoch_size + embed_size, hid, max(n, 1), 2 * cfg.stoch_size, act)
-        else:
-            # dense([s_{t-1}, a_{t-1}]) -> GRU -> h_t; p(s_t | h_t); q(s_t | h_t, e_t).
-            self.input_net = nn.Sequential(nn.Linear(cfg.stoch_size + action_dim, hid), _activation(act)())
-            self.cell = nn.GRUCell(hid, cfg.deter_size)
-            self.prior_net = mlp(cfg.deter_size, hid, n, 2 * cfg.stoch_size, act)
-            self.post_net = mlp(cfg.deter_size + embed_size, hid, n, 2 * cfg.stoch_size, act)
 
     @property
     def feature_size(self) -> int:
-        return self.deter_size + self.stoch_size
+        raise NotImplementedError
 
     def features(self, state: State) -> Tensor:
-        return torch.cat([state.deter, state.stoch], -1) if self.deter_size else state.stoch
+        raise NotImplementedError
+
+    def prior_step(self, prev: State, prev_action: Tensor, generator: torch.Generator | None,
+                   noise: Tensor | None = None) -> State:
+        """The prior of step t from the previous state and a_{t-1}; reads only `prev.stoch` and `prev.deter`.
+        generator=None uses the mean.
+
+        `noise` (standard normal, the shape of s_t) replaces the draw from `generator` (the planner draws a whole
+        plan's noise up front, so that how it splits the candidates into chunks cannot change the samples).
+        """
+        raise NotImplementedError
+
+    def filter_step(self, prev: State, prev_action: Tensor, embed: Tensor,
+                    generator: torch.Generator | None) -> tuple[State, State]:
+        """(prior, posterior) of step t from the previous (posterior) state, a_{t-1} and e_t."""
+        raise NotImplementedError
 
     def initial(self, batch: int, device: torch.device | str) -> State:
         z = torch.zeros(batch, self.stoch_size, device=device)
@@ -233,13 +250,55 @@ class LatentModel(nn.Module):
             stoch = mean + std * noise
         return State(mean, std, stoch, deter)
 
+    def observe(
+        self, embed: Tensor, prev_actions: Tensor, start: State, generator: torch.Generator | None
+    ) -> tuple[State, State]:
+        """Filter a chunk. embed [B, T, E], prev_actions [B, T, A] (row t holds a_{t-1}) -> priors, posts [B, T]."""
+        priors, posts = [], []
+        state = start
+        for t in range(embed.shape[1]):
+            prior, state = self.filter_step(state, prev_actions[:, t], embed[:, t], generator)
+            priors.append(prior)
+            posts.append(state)
+        return State.stack(priors), State.stack(posts)
+
+    def imagine(self, start: State, actions: Tensor, generator: torch.Generator | None) -> State:
+        """Open-loop prior rollout. actions [B, H, A]: actions[:, k] leads from step k-1 to k -> priors [B, H]."""
+        states, state = [], start
+        for k in range(actions.shape[1]):
+            state = self.prior_step(state, actions[:, k], generator)
+            states.append(state)
+        return State.stack(states)
+
+
+class LatentModel(LatentDynamics):
+    """RSSM and its two ablations, GRU and SSM (see module docstring)."""
+
+    def __init__(self, cfg: ModelConfig, action_dim: int, embed_size: int):
+        super().__init__(cfg)
+        self.deter_size = 0 if cfg.kind == "ssm" else cfg.deter_size
+        act, hid, n = cfg.activation, cfg.hidden_size, cfg.hidden_layers
+        if cfg.kind == "ssm":
+            # p(s_t | s_{t-1}, a_{t-1}) directly; q(s_t | prior stats, e_t).
+            self.prior_net = mlp(cfg.stoch_size + action_dim, hid, max(n, 1), 2 * cfg.stoch_size, act)
+            self.post_net = mlp(2 * cfg.stoch_size + embed_size, hid, max(n, 1), 2 * cfg.stoch_size, act)
+        else:
+            # dense([s_{t-1}, a_{t-1}]) -> GRU -> h_t; p(s_t | h_t); q(s_t | h_t, e_t).
+            self.input_net = nn.Sequential(nn.Linear(cfg.stoch_size + action_dim, hid), _activation(act)())
+            self.cell = nn.GRUCell(hid, cfg.deter_size)
+            self.prior_net = mlp(cfg.deter_size, hid, n, 2 * cfg.stoch_size, act)
+            self.post_net = mlp(cfg.deter_size + embed_size, hid, n, 2 * cfg.stoch_size, act)
+
+    @property
+    def feature_size(self) -> int:
+        return self.deter_size + self.stoch_size
+
+    def features(self, state: State) -> Tensor:
+        return torch.cat([state.deter, state.stoch], -1) if self.deter_size else state.stoch
+
     def prior_step(self, prev: State, prev_action: Tensor, generator: torch.Generator | None,
                    noise: Tensor | None = None) -> State:
-        """p(s_t | s_{t-1}, a_{t-1}) (through h_t for rssm/gru). generator=None uses the mean.
-
-        `noise` (standard normal, the shape of s_t) replaces the draw from `generator` (the planner draws a whole
-        plan's noise up front, so that how it splits the candidates into chunks cannot change the samples).
-        """
+        """p(s_t | s_{t-1}, a_{t-1}) (through h_t for rssm/gru); see `LatentDynamics.prior_step`."""
         if self.deter_size == 0:
             return self._dist(self.prior_net(torch.cat([prev.stoch, prev_action], -1)), prev.deter, generator,
                               noise)
@@ -255,26 +314,99 @@ class LatentModel(nn.Module):
             inp = torch.cat([prior.deter, embed], -1)
         return self._dist(self.post_net(inp), prior.deter, generator)
 
-    def observe(
-        self, embed: Tensor, prev_actions: Tensor, start: State, generator: torch.Generator | None
-    ) -> tuple[State, State]:
-        """Filter a chunk. embed [B, T, E], prev_actions [B, T, A] (row t holds a_{t-1}) -> priors, posts [B, T]."""
-        priors, posts = [], []
-        state = start
-        for t in range(embed.shape[1]):
-            prior = self.prior_step(state, prev_actions[:, t], generator)
-            state = self.posterior_step(prior, embed[:, t], generator)
-            priors.append(prior)
-            posts.append(state)
-        return State.stack(priors), State.stack(posts)
+    def filter_step(self, prev: State, prev_action: Tensor, embed: Tensor,
+                    generator: torch.Generator | None) -> tuple[State, State]:
+        """The prior, then the posterior from that prior and e_t (G `RSSM._posterior` calls its transition first)."""
+        prior = self.prior_step(prev, prev_action, generator)
+        return prior, self.posterior_step(prior, embed, generator)
 
-    def imagine(self, start: State, actions: Tensor, generator: torch.Generator | None) -> State:
-        """Open-loop prior rollout. actions [B, H, A]: actions[:, k] leads from step k-1 to k -> priors [B, H]."""
-        states, state = [], start
-        for k in range(actions.shape[1]):
-            state = self.prior_step(state, actions[:, k], generator)
-            states.append(state)
-        return State.stack(states)
+
+class DRNN(LatentDynamics):
+    r"""The doubly recurrent state-space model of P Fig. 8, built as G's `planet/models/drnn.py` with the flags
+    G's `scripts/configs.py` passes by default (sample_to_sample, sample_to_encoder, decoder_to_sample on;
+    encoder_to_decoder, decoder_to_encoder, action_to_decoder off)::
+
+        encoder GRU   c_t = GRU_c(c_{t-1}, [e_t, a_{t-1}, s_{t-1}])
+        latent        s_t ~ N(mean, std),  [mean, std] = dense(relu(dense([c_t, s_{t-1}, d_{t-1}])))
+        decoder GRU   d_t = GRU_d(d_{t-1}, s_t)
+        heads         p(o_t | d_t), p(r_t | d_t)
+
+    The posterior is the step above with the observation's embedding e_t. The prior is the *same* networks (shared
+    weights) with e_t = 0: G's transition is its posterior template, which `Base.call` calls with a zero embedding.
+    So, unlike the RSSM, there is no separate prior network; the observation reaches s_t through a deterministic
+    recurrence (c_t) that open-loop prediction keeps running on zeros; and the heads read only d_t (G
+    `features_from_state`), s_t only through the decoder GRU. The prior of a filtering step starts from the previous
+    posterior state (c_{t-1} has seen o_{<t}); overshooting and the planner chain priors from there.
+
+    State: `State.deter` = [c_t, d_t] (2 x `model.deter_size` wide); features = d_t (`model.deter_size`).
+    Sizes as G configures it (`DRNN(state_size, size, size)`): both GRUs `model.deter_size` units (G belief_size =
+    model_size = 200), the dense layer `model.hidden_size` units (G embed_size = model_size = 200), s_t
+    `model.stoch_size` (30), std = softplus + `model.min_std` (0.1).
+
+    Sources: P names the DRNN in Fig. 8 but gives no structure for it (../shared/reference/paper.md §3); everything
+    here follows G. As in G, the state model's dense layers use ReLU whatever `model.activation` says (G's DRNN
+    ignores the activation it is given; the reward head follows it). Differences from G: `model.hidden_layers`
+    hidden layers (G: exactly one, the default here); torch's `GRUCell` (G: `GRUBlockCell`, whose reset gate acts
+    before the recurrent matrix multiply, not after), as for the RSSM; mean and std from one linear layer split in
+    two (G: two linear layers on the same input, the same function).
+    """
+
+    def __init__(self, cfg: ModelConfig, action_dim: int, embed_size: int):
+        super().__init__(cfg)
+        self.embed_size = embed_size
+        self.belief_size = cfg.deter_size
+        self.deter_size = 2 * cfg.deter_size  # [c_t, d_t]
+        self.encoder_cell = nn.GRUCell(embed_size + action_dim + cfg.stoch_size, cfg.deter_size)
+        self.latent_net = mlp(2 * cfg.deter_size + cfg.stoch_size, cfg.hidden_size, cfg.hidden_layers,
+                              2 * cfg.stoch_size, "relu")
+        self.decoder_cell = nn.GRUCell(cfg.stoch_size, cfg.deter_size)
+
+    @property
+    def feature_size(self) -> int:
+        return self.belief_size
+
+    def features(self, state: State) -> Tensor:
+        return state.deter[..., self.belief_size:]  # d_t, the decoder GRU's state
+
+    def prior_step(self, prev: State, prev_action: Tensor, generator: torch.Generator | None,
+                   noise: Tensor | None = None) -> State:
+        """The step with a zero embedding (G's transition); see `LatentDynamics.prior_step`."""
+        return self._step(prev, prev_action, None, generator, noise)
+
+    def filter_step(self, prev: State, prev_action: Tensor, embed: Tensor,
+                    generator: torch.Generator | None) -> tuple[State, State]:
+        """Prior and posterior from the same previous state (G `Base.call`): the step without and with e_t."""
+        prior = self._step(prev, prev_action, None, generator)
+        return prior, self._step(prev, prev_action, embed, generator)
+
+    def _step(self, prev: State, prev_action: Tensor, embed: Tensor | None, generator: torch.Generator | None,
+              noise: Tensor | None = None) -> State:
+        """G `DRNN._posterior`; embed=None is G's zero embedding (the prior)."""
+        enc_prev, dec_prev = prev.deter.split(self.belief_size, -1)
+        enc = self._encode(embed, prev_action, prev.stoch, enc_prev)
+        state = self._dist(self.latent_net(torch.cat([enc, prev.stoch, dec_prev], -1)), enc, generator, noise)
+        dec = self.decoder_cell(state.stoch, dec_prev)
+        return state._replace(deter=torch.cat([enc, dec], -1))
+
+    def _encode(self, embed: Tensor | None, prev_action: Tensor, prev_stoch: Tensor, enc_prev: Tensor) -> Tensor:
+        """c_t = GRU_c(c_{t-1}, [e_t, a_{t-1}, s_{t-1}]).
+
+        For embed=None (e_t = 0) the embedding's columns of the input weights would multiply zeros: the same GRU
+        step is computed without them (exactly: a sum without its zero terms), by `torch.gru_cell`, the op
+        `nn.GRUCell.forward` itself runs, on the other columns. With the zeros, a paper-size plan (J = 1000, H = 12)
+        took 7x as long on a 2-core CPU (5.6 s vs 0.8 s per CEM iteration).
+        """
+        rest = torch.cat([prev_action, prev_stoch], -1)
+        cell = self.encoder_cell
+        if embed is not None:
+            return cell(torch.cat([embed, rest], -1), enc_prev)
+        return torch.gru_cell(rest, enc_prev, cell.weight_ih[:, self.embed_size:], cell.weight_hh, cell.bias_ih,
+                              cell.bias_hh)
+
+
+def make_dynamics(cfg: ModelConfig, action_dim: int, embed_size: int) -> LatentDynamics:
+    """The latent dynamics `model.kind` names."""
+    return (DRNN if cfg.kind == "drnn" else LatentModel)(cfg, action_dim, embed_size)
 
 
 class WorldModel(nn.Module):
@@ -285,7 +417,7 @@ class WorldModel(nn.Module):
         self.cfg = cfg
         self.action_dim = action_dim
         self.encoder = Encoder(cfg.cnn_depth)
-        self.dynamics = LatentModel(cfg, action_dim, self.encoder.embed_size)
+        self.dynamics = make_dynamics(cfg, action_dim, self.encoder.embed_size)
         feat = self.dynamics.feature_size
         self.decoder = Decoder(feat, cfg.cnn_depth)
         self.reward = mlp(feat, cfg.reward_units, cfg.reward_layers, 1, cfg.activation)

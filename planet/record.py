@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from planet.report.runs import eval_points
 from planet.tracking import read_metrics
 
 
@@ -24,13 +25,11 @@ def _start(records: list[dict], start: float | None) -> float:
 
 
 def curve_frame(records: list[dict], start: float | None = None) -> pd.DataFrame:
-    """One row per evaluation of RUN/metrics.jsonl `records`; wall_h from `start`, else the first line."""
-    t0 = _start(records, start)
-    rows = [{"episodes": int(r["episodes"]), "env_steps": int(r["step"]), "wall_h": (float(r["time"]) - t0) / 3600,
-             "return_mean": float(r["eval/return_mean"]), "return_std": float(r.get("eval/return_std", "nan")),
-             "eval_episodes": int(r.get("eval/episodes", 0))}
-            for r in records if "eval/return_mean" in r and "episodes" in r]
-    return pd.DataFrame(rows)
+    """One row per evaluation of RUN/metrics.jsonl `records` (read as the report reads a run's learning curve,
+    planet/report/runs.py `eval_points`); wall_h from `start`, else the first line."""
+    frame = eval_points(records)
+    frame.insert(2, "wall_h", (frame.pop("time") - _start(records, start)) / 3600)
+    return frame
 
 
 def collect_frame(records: list[dict], start: float | None = None) -> pd.DataFrame:

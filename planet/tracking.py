@@ -589,8 +589,8 @@ class Tracker:
         resuming from a checkpoint are not duplicated in the file.
 
         MLflow cannot delete metric points, so the cut lines' points stay there, and the re-run steps are not sent
-        to MLflow a second time: a key's points up to the last step the cut lines logged for it are skipped (a
-        resume is bit-identical, so they carry the same values), and MLflow holds each point once.
+        to MLflow a second time: a key's points up to the last step MLflow holds for it are skipped (a resume is
+        bit-identical, so they carry the same values), and MLflow holds each point once.
 
         A file shorter than ``offset`` (cut, or deleted, after the checkpoint) is kept as it is, with a warning:
         the lines it lost are gone, the run's state is in the checkpoint, and logging continues after the lines that
@@ -618,8 +618,21 @@ class Tracker:
                 logger.warning("%s: the checkpoint's offset %d is inside a line (was the file edited?); cutting back "
                                "to the line boundary at %d.", self.metrics_path, offset, boundary)
                 offset = boundary
-        self._mirrored_until = _last_steps(self.metrics_path, offset)
+        self._mirrored_until = self._mlflow_last_steps(_last_steps(self.metrics_path, offset))
         os.truncate(self.metrics_path, offset)  # the handle is in append mode, so writes follow the new end
+
+    def _mlflow_last_steps(self, cut: dict[str, int]) -> dict[str, int]:
+        """For each key of the cut lines, the last step MLflow holds (a kill between the JSONL line and the MLflow
+        call leaves a point in the file but not in MLflow, so the file alone cannot say). Without MLflow, or if it
+        cannot be asked, the cut lines' steps are the best guess."""
+        if self._client is None or not cut:
+            return cut
+        try:
+            return {key: max((m.step for m in self._client.get_metric_history(self.run_id, key)), default=-1)
+                    for key in cut}
+        except Exception as exc:  # see module docstring: MLflow never stops training
+            self._disable_mlflow("reading metric history", exc)
+            return cut
 
     def close(self, status: str = "FINISHED") -> None:
         """Close the metrics file and end the MLflow run with ``status`` (FINISHED, FAILED, KILLED).

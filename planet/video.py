@@ -14,6 +14,8 @@ from planet.utils import atomic_open
 if TYPE_CHECKING:
     from PIL import Image, ImageFont
 
+    from planet.config import Config
+
 
 GIF_SCALE = 3
 """Evaluation GIFs are enlarged this many times (nearest neighbour): 64 px frames are a thumbnail in MLflow's artifact
@@ -105,3 +107,19 @@ def _font() -> ImageFont.ImageFont:
         return ImageFont.load_default(size=13)
     except (OSError, TypeError):  # Pillow without FreeType
         return ImageFont.load_default()
+
+
+def write_eval_artifacts(model: WorldModel, episode: dict[str, np.ndarray], config: Config, device: torch.device,
+                         out: Path) -> list[Path]:
+    """What a person watches after a run: the evaluation episode as a GIF (if ``eval.video``) and the labelled
+    open-loop strip (5 context frames, as the paper's Fig. 10). Returns the files written in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if config.eval.video:
+        save_gif(out / "eval.gif", episode["obs"])
+        written.append(out / "eval.gif")
+    context = 5
+    strip = openloop_strip(model, episode, config.env.bit_depth, device, context)
+    save_labelled_png(out / "openloop.png", label_openloop(strip, context))
+    written.append(out / "openloop.png")
+    return written

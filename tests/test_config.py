@@ -48,7 +48,7 @@ def test_unknown_key_names_the_key_and_the_valid_ones():
         ("planner.horizon=abc", r"planner\.horizon.*an integer"),
         ("planner.horizon=1.5", r"planner\.horizon.*an integer"),
         ("planner.horizon=true", r"planner\.horizon.*an integer"),  # bools are not ints here
-        ("model.kind=lstm", r"model\.kind.*one of 'rssm', 'gru', 'ssm'"),
+        ("model.kind=lstm", r"model\.kind.*one of 'rssm', 'gru', 'ssm', 'drnn'"),
         ("planner.kind=mppi", r"planner\.kind.*'cem', 'random_shooting'"),
         ("planner.top_k=5000", r"top_k must be <= planner\.candidates"),
         ("train.chunk_length=200", r"chunk_length=200 exceeds the episode length \(125"),
@@ -128,3 +128,5 @@ def test_run_names_say_variant_task_and_seed():
     ablation = resolve("cartpole_swingup", "debug", 0, ["planner.kind=random_shooting", "collect.policy=random",
                                                         "loss.overshooting_distance=4", "model.kind=ssm"])
     assert ablation.run_name() == "ssm+random_shooting+random_collection+overshooting4-cartpole_swingup-seed0"
+    drnn = resolve("cartpole_swingup", "debug", 1, ["model.kind=drnn", "loss.overshooting_distance=4"])
+    assert drnn.run_name() == "drnn+overshooting4-cartpole_swingup-seed1"

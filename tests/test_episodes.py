@@ -6,7 +6,7 @@ import numpy as np
 
 from planet.config import resolve
 from planet.envs import PixelEnv, episode_seed
-from planet.train import EnvPool, run_episodes
+from planet.rollouts import EnvPool, run_episodes
 
 
 class ScriptedAgent:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
-from planet.config import LossConfig, ModelConfig
+from planet import precision
+from planet.agents import MPCAgent
+from planet.config import LossConfig, ModelConfig, PlannerConfig
 from planet.models import (
+    DRNN,
     Decoder,
     Encoder,
     State,
@@ -19,8 +25,10 @@ from planet.models import (
     postprocess,
     preprocess,
 )
+from planet.planner import latent_objective
 
 TINY = ModelConfig(deter_size=8, stoch_size=3, hidden_size=8, cnn_depth=2, reward_units=8)
+TINY_DRNN = ModelConfig(**{**TINY.__dict__, "kind": "drnn"})
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -123,7 +131,7 @@ def test_retain_freed_memory_is_optional(monkeypatch):
     assert utils.retain_freed_memory() is False
 
 
-@pytest.mark.parametrize(("kind", "feature_size"), [("rssm", 11), ("gru", 11), ("ssm", 3)])
+@pytest.mark.parametrize(("kind", "feature_size"), [("rssm", 11), ("gru", 11), ("ssm", 3), ("drnn", 8)])
 def test_variants_share_one_interface(kind, feature_size):
     model = WorldModel(ModelConfig(**{**TINY.__dict__, "kind": kind}), action_dim=2)
     dyn = model.dynamics
@@ -144,10 +152,11 @@ def test_variants_share_one_interface(kind, feature_size):
 # ---- time alignment (the table in planet/models.py)
 
 
-def test_rssm_time_alignment():
+@pytest.mark.parametrize("kind", ["rssm", "drnn"])
+def test_rssm_time_alignment(kind):
     """Row t: prior depends on a_{t-1} (row t's action) but not on o_t; posterior on o_t; nothing on the future."""
     torch.manual_seed(0)
-    model = WorldModel(TINY, action_dim=2)
+    model = WorldModel(ModelConfig(**{**TINY.__dict__, "kind": kind}), action_dim=2)
     dyn = model.dynamics
     B, T, t = 1, 6, 3
     embed, act = torch.randn(B, T, model.encoder.embed_size), torch.randn(B, T, 2)
@@ -168,6 +177,8 @@ def test_rssm_time_alignment():
     assert torch.equal(posts.mean[:, :t], q3.mean[:, :t])
     assert not torch.allclose(posts.mean[:, t], q3.mean[:, t])  # but does enter the posterior of row t
     assert not torch.allclose(priors.mean[:, t + 1], p3.mean[:, t + 1])  # and, through s_t, the next prior
+    if kind != "rssm":
+        return  # the DRNN's steps are written out in test_drnn_step_by_hand
     # first row starts from zeros: h_0 = GRU(0, dense([0, a_{-1}]))
     x = dyn.input_net(torch.cat([torch.zeros(B, 3), act[:, 0]], -1))
     assert torch.allclose(priors.deter[:, 0], dyn.cell(x, torch.zeros(B, 8)))
@@ -189,11 +200,14 @@ def _loss_and_grads(model, batch, loss_cfg, seed=0):
     return loss.detach(), metrics, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_overshooting_at_distance_one_equals_the_standard_bound():
+@pytest.mark.parametrize("kind", ["rssm", "drnn"])
+def test_overshooting_at_distance_one_equals_the_standard_bound(kind):
     torch.manual_seed(0)
-    model = WorldModel(TINY, action_dim=2)
+    model = WorldModel(ModelConfig(**{**TINY.__dict__, "kind": kind}), action_dim=2)
     batch = _batch()
-    free = 0.01  # small allowance so the KL term is active and carries gradient
+    # small allowance so the KL term is active and carries gradient (none for the DRNN: its prior and posterior share
+    # their networks, so at initialisation they differ by ~1e-4 nats, through the tiny embedding only)
+    free = 0.01 if kind == "rssm" else 0.0
     std_loss, std_m, std_g = _loss_and_grads(model, batch, LossConfig(free_nats=free))
     os_loss, os_m, os_g = _loss_and_grads(model, batch, LossConfig(free_nats=free, overshooting_distance=1))
     assert std_m["loss/kl"] > 0
@@ -244,13 +258,14 @@ def test_overshooting_terms_by_hand_with_a_mock_transition():
     assert torch.allclose(grad, torch.tensor([[[-0.5], [0.0], [0.0]]]))
 
 
-def test_overshooting_adds_the_open_loop_terms_to_the_full_one_step_kl():
+@pytest.mark.parametrize("kind", ["rssm", "drnn"])
+def test_overshooting_adds_the_open_loop_terms_to_the_full_one_step_kl(kind):
     """The loss is the standard one-step KL at full weight plus beta x the mean of the d >= 2 terms (G), and the
     open-loop d = 1 term reproduces the filtering KL exactly."""
     torch.manual_seed(0)
-    model = WorldModel(TINY, action_dim=2)
+    model = WorldModel(ModelConfig(**{**TINY.__dict__, "kind": kind}), action_dim=2)
     batch = _batch()
-    free, beta = 0.01, 0.5
+    free, beta = (0.01 if kind == "rssm" else 0.0), 0.5  # the DRNN's KL starts at ~1e-4 nats (see above)
     cfg = LossConfig(free_nats=free, overshooting_distance=3, overshooting_scale=beta)
     _, std_m, _ = _loss_and_grads(model, batch, LossConfig(free_nats=free))
     _, os_m, _ = _loss_and_grads(model, batch, cfg)
@@ -274,9 +289,10 @@ def test_gru_variant_has_no_kl_term():
     assert torch.allclose(loss, expected) and m["kl"] >= 0
 
 
-def test_loss_is_deterministic_under_a_seed():
+@pytest.mark.parametrize("kind", ["rssm", "drnn"])
+def test_loss_is_deterministic_under_a_seed(kind):
     torch.manual_seed(0)
-    model = WorldModel(TINY, action_dim=2)
+    model = WorldModel(ModelConfig(**{**TINY.__dict__, "kind": kind}), action_dim=2)
     a, _, _ = _loss_and_grads(model, _batch(), LossConfig(), seed=5)
     b, _, _ = _loss_and_grads(model, _batch(), LossConfig(), seed=5)
     c, _, _ = _loss_and_grads(model, _batch(), LossConfig(), seed=6)
@@ -292,3 +308,108 @@ def test_activation_reaches_the_state_model_and_reward_head_not_the_convs():
     for prefix in ("encoder.", "decoder."):
         acts = [k for n, k in kinds.items() if n.startswith(prefix) and k in (torch.nn.ELU, torch.nn.ReLU)]
         assert acts and all(k is torch.nn.ReLU for k in acts), prefix
+
+
+# ---- DRNN (P Fig. 8; structure from G models/drnn.py)
+
+
+def _drnn_prev(dyn: DRNN, B: int, g: torch.Generator) -> tuple[State, Tensor, Tensor, Tensor]:
+    """A random previous state: (State, c_{t-1}, d_{t-1}, s_{t-1})."""
+    D, S = dyn.belief_size, dyn.stoch_size
+    c, d, s = (torch.randn(B, n, generator=g) for n in (D, D, S))
+    return State(torch.zeros(B, S), torch.ones(B, S), s, torch.cat([c, d], -1)), c, d, s
+
+
+def test_drnn_sizes_follow_the_official_code():
+    """G `DRNN(state_size, belief_size=size, embed_size=size)`: two GRUs of `deter_size` units, one dense layer of
+    `hidden_size`; State.deter holds [c_t, d_t] and the features are d_t alone."""
+    model = WorldModel(TINY_DRNN, action_dim=2)
+    dyn, E = model.dynamics, model.encoder.embed_size
+    assert isinstance(dyn, DRNN) and dyn.feature_size == 8 and dyn.deter_size == 16
+    assert dyn.encoder_cell.weight_ih.shape == (3 * 8, E + 2 + 3)  # reads [e_t, a_{t-1}, s_{t-1}]
+    assert dyn.encoder_cell.weight_hh.shape == (3 * 8, 8)
+    assert dyn.decoder_cell.weight_ih.shape == (3 * 8, 3)  # reads s_t only (no action, no c_t: G's flags off)
+    assert dyn.decoder_cell.weight_hh.shape == (3 * 8, 8)
+    linears = [m for m in dyn.latent_net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(8 + 3 + 8, 8), (8, 2 * 3)]  # [c, s, d] -> 200
+    assert model.decoder.dense.in_features == 8 and model.reward[0].in_features == 8
+    assert dyn.initial(2, "cpu").deter.shape == (2, 16)
+    # ReLU in the state model whatever model.activation is (G's DRNN ignores it); the reward head follows it
+    elu = WorldModel(ModelConfig(**{**TINY_DRNN.__dict__, "activation": "elu"}), action_dim=2)
+    assert not any(isinstance(m, torch.nn.ELU) for m in elu.dynamics.modules())
+    assert any(isinstance(m, torch.nn.ELU) for m in elu.reward.modules())
+
+
+def test_drnn_step_by_hand():
+    """One filtering step written out from G's `DRNN._posterior`, for the posterior (with e_t) and the prior (the
+    same networks with e_t = 0, as G's `Base.call` runs its transition)."""
+    torch.manual_seed(0)
+    model = WorldModel(TINY_DRNN, action_dim=2)
+    dyn, E = model.dynamics, model.encoder.embed_size
+    g = gen(1)
+    prev, c_prev, d_prev, s_prev = _drnn_prev(dyn, 4, g)
+    action, embed = torch.randn(4, 2, generator=g), torch.randn(4, E, generator=g)
+
+    def by_hand(e: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        c = dyn.encoder_cell(torch.cat([e, action, s_prev], -1), c_prev)
+        mean, std = dyn.latent_net(torch.cat([c, s_prev, d_prev], -1)).chunk(2, -1)
+        d = dyn.decoder_cell(mean, d_prev)  # no generator: s_t = mean
+        return mean, F.softplus(std) + 0.1, c, d
+
+    prior, post = dyn.filter_step(prev, action, embed, None)
+    for state, e in ((post, embed), (prior, torch.zeros(4, E))):
+        mean, std, c, d = by_hand(e)
+        torch.testing.assert_close(state.mean, mean)
+        torch.testing.assert_close(state.std, std)
+        torch.testing.assert_close(state.deter, torch.cat([c, d], -1))
+        torch.testing.assert_close(dyn.features(state), d)  # the heads read d_t only
+    # the prior does not see the observation; the posterior does
+    prior2, post2 = dyn.filter_step(prev, action, embed + 1, None)
+    assert torch.equal(prior2.mean, prior.mean) and torch.equal(prior2.deter, prior.deter)
+    assert not torch.allclose(post2.mean, post.mean)
+    # the open-loop step (imagination, overshooting, planner) is the filtering prior
+    assert torch.equal(dyn.prior_step(prev, action, None).mean, prior.mean)
+    # with sampling, the decoder GRU consumes the sample s_t, not the mean
+    _, sampled = dyn.filter_step(prev, action, embed, gen(2))
+    assert not torch.allclose(sampled.stoch, sampled.mean)
+    torch.testing.assert_close(dyn.features(sampled), dyn.decoder_cell(sampled.stoch, d_prev))
+    torch.testing.assert_close(sampled.mean, post.mean)  # the sample does not feed back into its own step
+
+
+def test_drnn_loss_trains_every_part():
+    """The bound with overshooting backpropagates into the encoder GRU (its embedding columns included), the
+    latent layers, the decoder GRU, the conv encoder and the heads, with finite values."""
+    torch.manual_seed(0)
+    model = WorldModel(TINY_DRNN, action_dim=2)
+    loss, metrics, grads = _loss_and_grads(model, _batch(), LossConfig(free_nats=0.0, overshooting_distance=3))
+    assert torch.isfinite(loss) and metrics["loss/kl"] > 0
+    assert set(grads) == {n for n, _ in model.named_parameters()}
+    for name, grad in grads.items():
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+    assert grads["dynamics.encoder_cell.weight_ih"][:, : model.encoder.embed_size].abs().sum() > 0
+
+
+def test_drnn_plans_and_acts():
+    """The planner's score is the sum of predicted rewards along the open-loop prior (also in bfloat16, within
+    rounding), and the MPC agent filters and plans with it reproducibly."""
+    torch.manual_seed(0)
+    model = WorldModel(TINY_DRNN, action_dim=2).eval()
+    dyn = model.dynamics
+    belief = dyn.initial(2, "cpu").map(lambda x: x + torch.randn(x.shape, generator=gen(3)))
+    actions = torch.rand(2, 5, 4, 2, generator=gen(4)) * 2 - 1
+    with torch.inference_mode():
+        scores = latent_objective(model, belief, None)(actions)
+        states = dyn.imagine(belief.map(lambda x: x[1:]), actions[1:, 2], None)
+        torch.testing.assert_close(scores[1, 2], model.predict_reward(states).sum())
+        with precision.autocast(torch.bfloat16, "cpu"):
+            bf16 = latent_objective(model, belief, None, step=model.planner_step(torch.bfloat16))(actions)
+    torch.testing.assert_close(bf16, scores, rtol=0.05, atol=0.05)
+    obs = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    runs = []
+    for _ in range(2):
+        agent = MPCAgent(model, PlannerConfig(horizon=3, iterations=2, candidates=16, top_k=4), 5, 0.3, gen(1),
+                         torch.device("cpu"))
+        agent.reset(3)
+        runs.append(np.stack([agent.act(obs) for _ in range(3)]))
+    assert runs[0].shape == (3, 3, 2) and np.all(np.abs(runs[0]) <= 1) and np.array_equal(*runs)
+    assert agent.state.deter.shape == (3, 16)

@@ -55,17 +55,17 @@ def job_counts(output: str) -> dict[str, int]:
 @pytest.mark.parametrize(
     ("preset", "expected"),
     [
-        # the paper: 6 tasks x 5 seeds of seed episodes; 9 variants x 6 tasks x 5 seeds of training/evaluation;
+        # the paper: 6 tasks x 5 seeds of seed episodes; 11 variants x 6 tasks x 5 seeds of training/evaluation;
         # baselines: SAC on 6 tasks x 5 seeds + CEM with the true simulator on 6 tasks x seed 0
-        ("paper", {"collect_seed_episodes": 30, "train": 270, "evaluate": 270, "baseline": 36, "report": 1,
+        ("paper", {"collect_seed_episodes": 30, "train": 330, "evaluate": 330, "baseline": 36, "report": 1,
                    "init_tracking": 1}),
         # cpu: cartpole x 3 seeds; planet, gru, ssm; SAC x 3 seeds + simulator x 1
         ("cpu", {"collect_seed_episodes": 3, "train": 9, "evaluate": 9, "baseline": 4, "report": 1,
                  "init_tracking": 1}),
         # cpu100k: planet on the six tasks, seed 0, no baselines (issue 10's campaign)
         ("cpu100k", {"collect_seed_episodes": 6, "train": 6, "evaluate": 6, "report": 1, "init_tracking": 1}),
-        # smoke: planet on six tasks + eight ablations on cartpole, one seed; SAC and simulator on cartpole
-        ("smoke", {"collect_seed_episodes": 6, "train": 14, "evaluate": 14, "baseline": 2, "report": 1,
+        # smoke: planet on six tasks + ten ablations on cartpole, one seed; SAC and simulator on cartpole
+        ("smoke", {"collect_seed_episodes": 6, "train": 16, "evaluate": 16, "baseline": 2, "report": 1,
                    "init_tracking": 1}),
     ],
 )
@@ -92,7 +92,7 @@ def test_every_job_is_given_the_device_its_preset_declares(tmp_path, preset, dev
 
 def test_default_target_is_the_paper_grid(tmp_path):
     proc = snakemake(copy_pipeline(tmp_path), "-n", "--cores", "8")
-    assert job_counts(proc.stdout + proc.stderr)["train"] == 270
+    assert job_counts(proc.stdout + proc.stderr)["train"] == 330
 
 
 def test_lint_is_clean(tmp_path):
@@ -113,6 +113,10 @@ def test_lint_is_clean(tmp_path):
         (lambda c: c["baselines"]["sac"]["overrides"].update({"sac.batchsize": 4}),
          r"baseline 'sac', task 'cartpole_swingup' \(preset 'smoke'\).*unknown config key 'sac\.batchsize'"),
         (lambda c: c["presets"]["smoke"]["baselines"].append("ppo"), r"unknown baseline 'ppo'"),
+        # a report figure a variant names must be described under `figures:`
+        (lambda c: c["variants"]["gru"]["figures"].append("fig99"),
+         r"config: variant 'gru' names unknown figure 'fig99'; valid figures: .*curves"),
+        (lambda c: c["figures"]["models"].update(kind="heatmap"), r"'heatmap' is not one of \['task_grid'"),
         # an entry no preset of this run uses is validated too
         (lambda c: c["baselines"].update(sac_big={"label": "x", "kind": "sac", "overrides": {"sac.batchsiz": 4}}),
          r"baseline 'sac_big'.*unknown config key 'sac\.batchsiz'"),
@@ -134,11 +138,12 @@ def test_a_yaml_syntax_error_in_the_grid_names_file_and_line(tmp_path):
     root = copy_pipeline(tmp_path)
     path = root / "params" / "pipeline.yaml"
     lines = path.read_text().splitlines()
-    lines[20] = lines[20] + " ]["  # line 21 of the file
+    broken = lines.index("    overrides: {model.kind: gru}")  # a flow mapping: text after it is a syntax error
+    lines[broken] = lines[broken] + " ]["
     path.write_text("\n".join(lines) + "\n")
     proc = snakemake(root, "-n", "--cores", "1", check=False)
     assert proc.returncode != 0
-    assert re.search(r"params/pipeline\.yaml, line 2\d: not valid YAML", proc.stdout + proc.stderr), (
+    assert re.search(rf"params/pipeline\.yaml, line {broken + 1}: not valid YAML", proc.stdout + proc.stderr), (
         proc.stdout + proc.stderr)[-2000:]
 
 
@@ -185,10 +190,11 @@ def test_dvc_stages_and_snakemake_targets_agree(tmp_path):
         for dep in stage.get("deps", []):
             dep = _resolve_dvc(dep, preset)
             assert (ROOT / dep).exists() or dep.startswith(f"results/{preset}/stages/"), (name, dep)
+        # whole params files, the package and the stage's rule file: nothing hand-picked that could drift
         for entry in stage.get("params", []):
             for file, keys in entry.items():
-                for key in keys:
-                    _lookup(params[file], _resolve_dvc(key, preset))  # KeyError = drift
+                assert file in params and keys is None, (name, file, keys)
+        assert "planet" in stage["deps"] and any(d.startswith("workflow/rules/") for d in stage["deps"]), name
     # the upstream manifest each stage depends on is the output of the previous stage
     for down, up in (("train", "seeds"), ("evaluate", "train")):
         assert stages[down]["deps"][0] == next(iter(stages[up]["outs"][0])), (down, up)
@@ -199,13 +205,20 @@ def test_dvc_stages_and_snakemake_targets_agree(tmp_path):
     assert "cartpole_swingup" not in text and "seed0" not in text
 
 
-def test_seed_stage_does_not_track_planner_keys():
-    """Editing the CEM horizon must rerun training, evaluation and the report, but not seed collection."""
-    stages = _dvc_stages()
-    seed_keys = [k for e in stages["seeds"]["params"] for keys in e.values() for k in keys]
-    assert not any("planner" in k for k in seed_keys)
-    train_keys = {k for e in stages["train"]["params"] for keys in e.values() for k in keys}
-    assert {"paper", "cpu", "debug"} <= train_keys  # whole agent presets: the horizon included
+def test_dvc_names_no_agent_preset_and_plots_every_task_and_variant():
+    """A fourth agent preset is tracked like the three of today (whole params files); `dvc plots show` draws one
+    panel per task and one line per variant from the report's long curves.csv (the template facets by its columns)."""
+    text = (ROOT / "dvc.yaml").read_text()
+    body = text[text.index("stages:"):]
+    for preset in yaml.safe_load((ROOT / "params/presets.yaml").read_text()):
+        assert not re.search(rf"\b{preset}\.", body) and f"- {preset}\n" not in body, preset
+    plots = yaml.safe_load(text)["plots"]
+    (target, spec), = plots[0].items()
+    assert target == "reports/${preset}/curves.csv" and (spec["x"], spec["y"]) == ("env_steps", "return_mean")
+    template = json.loads((ROOT / spec["template"]).read_text())
+    assert template["facet"]["field"] == "task"
+    assert template["spec"]["encoding"]["color"]["field"] == "variant"
+    assert "dvc_plots/" in (ROOT / ".gitignore").read_text().split()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -305,24 +318,29 @@ def test_smoke_pipeline_end_to_end_with_an_interruption(tmp_path):
     assert "Activation functions (paper Fig. 9)" in readme and "ablation_activations.png" in readme
     assert set(metrics["ssm_elu"]) == {"cartpole_swingup"}
 
-    # MLflow: one store, experiments per family, every run tagged
+    # MLflow: one store, one experiment for the study (everything of preset smoke in one view), every run tagged
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    names = {e.name: e.experiment_id for e in client.search_experiments()}
-    assert {"planet-agents", "planet-ablations", "planet-baselines", "planet-reports"} <= set(names)
-    agent_runs = client.search_runs([names["planet-agents"]])
-    ablation_runs = client.search_runs([names["planet-ablations"]])
-    baseline_runs = client.search_runs([names["planet-baselines"]])
-    assert len(agent_runs) == 6 and len(ablation_runs) == 8 and len(baseline_runs) == 2
+    experiments = {e.name: e for e in client.search_experiments()}
+    assert {"planet-smoke", "planet-reports"} <= set(experiments)
+    assert "Pipeline preset 'smoke'" in experiments["planet-smoke"].tags["mlflow.note.content"]
+    study = client.search_runs([experiments["planet-smoke"].experiment_id])
+    by_family = {f: [r for r in study if r.data.tags.get("family") == f] for f in ("agents", "ablations", "baselines")}
+    smoke = yaml.safe_load((root / "params/pipeline.yaml").read_text())["presets"]["smoke"]
+    assert len(study) == sum(map(len, by_family.values()))  # every run carries its family
+    assert len(by_family["agents"]) == 6 and len(by_family["ablations"]) == len(smoke["variants"]) - 1
+    baseline_runs = by_family["baselines"]
+    assert len(baseline_runs) == 2
     assert {r.data.tags["variant"] for r in baseline_runs} == {"sac", "simulator"}
     assert all("test/return_mean" in r.data.metrics for r in baseline_runs)
-    for run in agent_runs + ablation_runs:
+    for run in by_family["agents"] + by_family["ablations"]:
         tags = run.data.tags
         assert {"task", "seed", "agent_preset", "variant", "pipeline_preset", "params_hash"} <= set(tags), tags
         assert tags["pipeline_preset"] == "smoke" and tags["agent_preset"] == "debug"
         assert run.info.run_name == f"{tags['variant']}-{tags['task']}-seed{tags['seed']}"  # names never collide
         assert "test/return_mean" in run.data.metrics and "eval/return_mean" in run.data.metrics
+    names = {name: e.experiment_id for name, e in experiments.items()}
     report_runs = client.search_runs([names["planet-reports"]])
     assert len(report_runs) == 1
     assert report_runs[0].data.tags["pipeline_preset"] == "smoke" and "git_commit" in report_runs[0].data.tags
@@ -332,6 +350,18 @@ def test_smoke_pipeline_end_to_end_with_an_interruption(tmp_path):
     # a second invocation has nothing to do
     again = snakemake(root, "-n", "--cores", "2", "--config", "preset=smoke")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # editing the CEM horizon reruns training (and what follows), never seed collection: Snakemake decides per job
+    presets = root / "params/presets.yaml"
+    debug = yaml.safe_load(presets.read_text())["debug"]
+    assert debug["planner"]["horizon"] == 3
+    text = presets.read_text()
+    start = text.index("\ndebug:")
+    presets.write_text(text[:start] + text[start:].replace("    horizon: 3\n", "    horizon: 2\n", 1))
+    assert yaml.safe_load(presets.read_text())["debug"]["planner"]["horizon"] == 2
+    edited = snakemake(root, "-n", "--cores", "2", "--config", "preset=smoke")
+    counts = job_counts(edited.stdout + edited.stderr)
+    assert counts.get("train", 0) > 0 and "collect_seed_episodes" not in counts, counts
 
 
 def test_slurm_profile_dry_run(tmp_path):

@@ -29,7 +29,7 @@ def _belief(model: WorldModel, n: int):
     return model.dynamics.initial(n, "cpu").map(lambda x: x + torch.randn(x.shape, generator=gen(7)))
 
 
-@pytest.mark.parametrize("kind", ["rssm", "gru", "ssm"])
+@pytest.mark.parametrize("kind", ["rssm", "gru", "ssm", "drnn"])
 def test_chunking_the_candidates_never_changes_the_scores(kind):
     """All prior noise is drawn before the chunk loop, in the unchunked order: any chunk size gives the same samples
     (and, with the same rows per matrix multiply, the same bits)."""

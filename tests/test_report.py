@@ -1,4 +1,5 @@
-"""planet.report on synthetic run directories with known numbers (no training, no rendering)."""
+"""planet.report (the package planet/report/) on synthetic run directories with known numbers (no training, no
+rendering), and the figures it takes from params/pipeline.yaml."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from planet import config as config_lib
 from planet import report
+from planet.report import figures
 
 EPISODE_STEPS = 160  # env steps per episode of the debug preset
 EXPECTED = {"planet": {"tasks": ["cartpole_swingup", "reacher_easy", "cheetah_run"], "seeds": [0, 1, 2]},
@@ -238,7 +241,7 @@ def test_random_comparison_only_for_full_episodes(length, expected):
     runs = [report.Run("planet", "cartpole_swingup", 0, Path("x"), complete=True, final=100.0, episodes=50,
                        episode_env_steps=length)]
     stats = {"planet": {"cartpole_swingup": {"mean": 100.0, "std": float("nan"), "n": 1}}}
-    text = report._table_paragraph(runs, stats, ["cartpole_swingup"], report.load_published())
+    text = report.readme.table_paragraph(runs, stats, ["cartpole_swingup"], report.load_published())
     assert "after 50 episodes" in text
     if expected is None:
         assert "random policy" not in text
@@ -355,3 +358,68 @@ def test_runs_still_training_are_listed_apart(tmp_path):
     assert row["latest_eval_return"] == 87.5 and row["hours_since_first_episode"] == 1.5
     assert pd.read_csv(out / "table1.csv").query("kind == 'run'")["walker_walk"].isna().all()
     assert "Runs still training" in (out / "README.md").read_text()
+
+
+def test_figure_groups_are_the_papers():
+    """params/pipeline.yaml's figures: the variants of each paper figure, and the files they are written to."""
+    specs = report.pipeline_figures()
+    groups = {fid: set(spec.variants) for fid, spec in specs.items()}
+    assert groups["models"] == {"planet", "gru", "ssm"}  # paper Fig. 4
+    assert groups["agents"] == {"planet", "random_collection", "random_shooting"}  # paper Fig. 5
+    assert groups["overshooting"] >= {"planet", "overshooting", "ssm", "ssm_overshooting"}  # paper Fig. 8 (+ DRNN)
+    assert groups["activations"] == {"planet", "elu", "ssm", "ssm_elu"}  # paper Fig. 9
+    assert groups["openloop"] == {"planet", "overshooting", "gru", "ssm"}  # paper Fig. 10
+    assert groups["curves"] == groups["models"] and groups["data_efficiency"] == {"planet"}
+    assert specs["curves"].baselines and specs["data_efficiency"].baselines and not specs["models"].baselines
+    assert {spec.file for spec in specs.values()} == {"curves", "data_efficiency", "ablation_models",
+                                                       "ablation_agents", "ablation_overshooting",
+                                                       "ablation_activations", "openloop"}
+    assert specs["overshooting"].heading == "Latent overshooting (paper Fig. 8)"
+    infos = report.variant_infos({"planet": "P", "sac": {"label": "SAC", "family": "baselines"}}, ["ssm"], None)
+    assert specs["curves"].members(infos) == ["planet", "sac", "ssm"]  # the report's order; baselines join
+    assert specs["overshooting"].members(infos) == ["planet", "ssm"]
+    colours = figures.variant_palette([*infos, "drnn", "drnn_overshooting", "simulator"])
+    assert len(set(colours.values())) == len(colours)  # no two variants share a colour (13 here)
+
+
+@pytest.fixture
+def params_copy(tmp_path, monkeypatch):
+    """A copy of params/ that every command reads (PLANET_PARAMS), and its pipeline.yaml as a dict."""
+    params = tmp_path / "params"
+    params.mkdir()
+    for name in ("presets.yaml", "baselines.yaml", "pipeline.yaml"):
+        (params / name).write_text((config_lib.SOURCE_PARAMS / name).read_text())
+    monkeypatch.setenv(config_lib.PARAMS_ENV, str(params))
+    return params / "pipeline.yaml", yaml.safe_load((params / "pipeline.yaml").read_text())
+
+
+def test_a_variant_joins_a_figure_by_a_params_edit(params_copy):
+    """Adding a variant to a paper figure is an edit of params/pipeline.yaml: its `figures:` list."""
+    path, pipeline = params_copy
+    pipeline["variants"]["gru"]["figures"].append("overshooting")
+    pipeline["variants"]["gru_elu"] = {"label": "GRU + ELU", "family": "ablations",
+                                       "overrides": {"model.kind": "gru", "model.activation": "elu"},
+                                       "figures": ["activations"]}
+    path.write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    specs = report.pipeline_figures()
+    assert specs["overshooting"].variants[:5] == ("planet", "gru", "ssm", "overshooting", "ssm_overshooting")
+    assert specs["activations"].variants[-1] == "gru_elu"
+    grid = report.grid_from_pipeline("smoke")  # the grid the report rule passes carries the same figures
+    assert "gru" in report.grid_figures(grid)["overshooting"].variants
+    assert [f["id"] for f in grid["figures"]] == list(specs)  # a list: the order survives the rule's sorted JSON
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda p: p["variants"]["gru"]["figures"].append("fig99"),
+     r"variant 'gru' names unknown figure 'fig99'; valid figures: curves, data_efficiency, models"),
+    (lambda p: p["figures"]["models"].update(kind="heatmap"), r"figure 'models' has unknown kind 'heatmap'"),
+    (lambda p: p["figures"]["agents"].update(file="ablation_models"),
+     r"figures 'models' and 'agents' both write 'ablation_models'"),
+])
+def test_bad_figures_are_rejected_with_one_line(params_copy, edit, message):
+    path, pipeline = params_copy
+    edit(pipeline)
+    path.write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    with pytest.raises(config_lib.ConfigError, match=message) as info:
+        report.pipeline_figures()
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(path))

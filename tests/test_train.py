@@ -193,7 +193,13 @@ def test_train_writes_run_directory(cartpole_run):
                  "mlflow_run.json", "summary.json", "eval/eval.gif", "eval/openloop.png"):
         assert (run / name).is_file(), name
     assert (run / "eval/eval.gif").read_bytes()[:4] == b"GIF8"
-    assert (run / "eval/openloop.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image  # noqa: PLC0415
+
+    with Image.open(run / "eval/eval.gif") as gif:
+        assert gif.size == (64 * 3, 64 * 3)  # enlarged to be watchable in MLflow's artifact viewer
+    with Image.open(run / "eval/openloop.png") as strip:  # labelled: truth/model rows, context/open-loop columns
+        assert strip.info["planet-openloop"] == "labelled, context=5"
+        assert strip.size == (52 + 21 * 64, 18 + 2 * 64)  # the 21-frame episode, margin and header
     assert sorted(p.name for p in (run / "episodes").iterdir()) == [f"episode_{i:06d}.npz" for i in range(4)]
     assert config_lib.load(run / "config.yaml") == config_lib.resolve(TASK, "debug", 0)
 
@@ -307,7 +313,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(isolated_mlflow, tmp_pa
 
     assert_same_model(a, b)
     ckpt_a, ckpt_b = (torch.load(r / "checkpoint.pt", weights_only=False) for r in (a, b))
-    assert ckpt_a["counters"] == ckpt_b["counters"] == {"episodes": 6, "env_steps": 960, "updates": 8}
+    assert ckpt_a["counters"] == ckpt_b["counters"] == {"episodes": 6, "updates": 8}
     assert torch.equal(ckpt_a["train_gen"], ckpt_b["train_gen"])
     assert ckpt_a["replay"] == ckpt_b["replay"]
     optim_a, optim_b = ckpt_a["optimizer"]["state"], ckpt_b["optimizer"]["state"]
@@ -327,6 +333,10 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(isolated_mlflow, tmp_pa
     client = mlflow_client(isolated_mlflow)
     assert client.get_run(run_id).info.status == "FINISHED"
     assert len(client.search_runs([client.get_experiment_by_name("planet").experiment_id])) == 2
+    # MLflow holds each point once, as metrics.jsonl does (the steps re-run after each resume are not sent twice)
+    for key in ("collect/return", "train/loss/image", "eval/return_mean"):
+        expect = [(r["step"], r[key]) for r in read_metrics(b) if key in r]
+        assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, key)) == expect, key
 
 
 class _Interrupted(BaseException):
@@ -487,9 +497,25 @@ def test_init_episodes_of_another_seed_are_refused(tmp_path):
                                 "--init-episodes", str(tmp_path / "S1")])
     assert code == 1 and stderr.splitlines()[-1].startswith("planet: error: "), stderr
     assert re.search(r"does not match this run.*'seed': \(1, 0\)", stderr) and "Traceback" not in stderr, stderr
+    assert not (tmp_path / "run").exists()  # refused before a run directory (or an MLflow run) was made
     # a directory without episodes (e.g. a typo'd path) is refused too, instead of silently collecting new ones
     code, _, stderr = run_main([*train_argv(tmp_path / "run2", *FAST), "--init-episodes", str(tmp_path / "nope")])
     assert code == 1 and "no episodes in" in stderr and "nope" in stderr, stderr
+    assert not (tmp_path / "run2").exists()
+
+
+def test_resume_with_a_deleted_episode_warns_and_tags_the_run(tmp_path, caplog):
+    """A corrupt episode file deleted as its error message advises: the run resumes with a smaller replay, and says so
+    (log warning and the run's tags) instead of silently differing from an uninterrupted run."""
+    out = tmp_path / "run"
+    train(out, *FAST)
+    (out / "summary.json").unlink()  # resumable again, from the checkpoint after the last episode
+    (out / "episodes/episode_000001.npz").unlink()
+    with caplog.at_level("WARNING"):
+        code, _, err = run_main(train_argv(out, *FAST))
+    assert code == 0 and "Traceback" not in err, err
+    assert re.search(r"1 of the 3 episodes .* missing .*indices \[1\].* replay of 2 episodes", caplog.text)
+    assert json.loads((out / "tags.json").read_text())["replay_missing_episodes"] == "1"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -503,10 +529,12 @@ def test_evaluate_logs_to_the_training_runs_mlflow_run(tmp_path, monkeypatch, ca
     shutil.copytree(cartpole_run.dir, run)  # a copy: other tests compare the shared run's files
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    code, stdout, stderr = run_main(["evaluate", "--run", str(run), "--episodes", "3", "--no-progress"])
+    copy = tmp_path / "eval" / "seed0.json"  # as the pipeline names it
+    code, stdout, stderr = run_main(["evaluate", "--run", str(run), "--episodes", "3", "--no-progress",
+                                     "--out", str(copy)])
     assert code == 0, stderr
     result = json.loads((run / "evaluation.json").read_text())
-    assert result == json.loads(stdout)
+    assert result == json.loads(stdout) == json.loads(copy.read_text())
     assert (result["split"], result["episodes"], len(result["returns"])) == ("test", 3, 3)
     assert result["return_mean"] == pytest.approx(np.mean(result["returns"]))
     assert (result["complete"], result["train_episodes"], result["env_steps"]) == (True, 4, 640)
@@ -516,7 +544,8 @@ def test_evaluate_logs_to_the_training_runs_mlflow_run(tmp_path, monkeypatch, ca
     assert run_id == mlflow_run_id(cartpole_run.dir)
     history = client.get_metric_history(run_id, "test/return_mean")
     assert [(m.step, m.value) for m in history] == [(640, pytest.approx(result["return_mean"]))]
-    assert "evaluation.json" in {a.path for a in client.list_artifacts(run_id)}
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert "evaluation.json" in artifacts and "seed0.json" not in artifacts  # named for what it is
     assert len(client.search_runs([client.get_experiment_by_name("planet").experiment_id])) == 1
     assert not (tmp_path / "mlflow.db").exists()
 
@@ -541,9 +570,9 @@ def check_short_run(run: Path, summary: dict, task: str) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("override", ["model.kind=gru", "model.kind=ssm", "planner.kind=random_shooting",
-                                      "collect.policy=random", "loss.overshooting_distance=3",
-                                      "model.activation=elu"])
+@pytest.mark.parametrize("override", ["model.kind=gru", "model.kind=ssm", "model.kind=drnn",
+                                      "planner.kind=random_shooting", "collect.policy=random",
+                                      "loss.overshooting_distance=3", "model.activation=elu"])
 def test_variant_runs_end_to_end(tmp_path, override):
     summary = train(tmp_path / "run", *FAST, override)
     check_short_run(tmp_path / "run", summary, TASK)

@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 from planet import baselines as baseline_config
 from planet import config as agent_config
+from planet.report.grid import figure_specs
 from planet.tracking import resolve_tracking_uri
 
 validate(config, "../schemas/config.schema.yaml")
@@ -28,6 +29,8 @@ for _v in P["variants"]:
 for _v in P.get("variant_overrides", {}):
     if _v not in config["variants"]:
         raise ValueError(f"config: presets.{PRESET}.variant_overrides names unknown variant '{_v}'")
+# Which variant appears in which report figure: every figure id a variant names must be described under `figures:`.
+FIGURES = figure_specs(config)
 
 # The device every train, evaluate and baseline job is given explicitly: a GPU preset fails in seconds on a node
 # without CUDA (instead of training on the CPU for days), and a CPU preset never takes a GPU it did not declare.
@@ -68,8 +71,9 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def experiment(variant: str) -> str:
-    return f"planet-{config['variants'][variant]['family']}"
+# One MLflow experiment per study (pipeline preset): PlaNet, its ablations and the baselines side by side in one view,
+# told apart by the tags `variant` and `family` (the report runs go to `planet-reports`).
+EXPERIMENT = f"planet-{PRESET}"
 
 
 def overrides(variant: str) -> dict:
@@ -77,7 +81,7 @@ def overrides(variant: str) -> dict:
     out = dict(P.get("overrides", {}))
     out.update(config["variants"][variant]["overrides"])
     out.update(P.get("variant_overrides", {}).get(variant, {}))
-    out["run.experiment"] = experiment(variant)
+    out["run.experiment"] = EXPERIMENT
     return out
 
 

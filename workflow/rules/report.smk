@@ -31,6 +31,8 @@ rule report:
                     **{v: {"tasks": variant_tasks(v), "seeds": SEEDS} for v in VARIANTS},
                     **{b: {"tasks": BASELINE_TASKS, "seeds": baseline_seeds(b)} for b in BASELINES},
                 },
+                # a list: the figures' order (params/pipeline.yaml) survives sort_keys
+                "figures": [spec.to_json() for spec in FIGURES.values()],
             },
             sort_keys=True,
         ),

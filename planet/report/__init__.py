@@ -1,0 +1,55 @@
+"""`planet report`: Table 1, learning curves, ablation figures, open-loop strips and an aggregate, from run files.
+
+Reads only what runs write (never MLflow), so a report can be rebuilt from a copied results directory
+(RESULTS/runs/{variant}/{task}/seed{seed}/, RESULTS/eval/...; see runs.py), and writes into OUT::
+
+    table1.md, table1.tex, table1.csv   final returns (runs made here, then the published rows: kind = reference)
+    curves.csv                          eval/return_mean per (variant, task, seed, episodes): the DVC plots file
+    metrics.json                        {variant: {task: {mean, std, seeds}}}: the DVC metrics file
+    aggregate.csv                       IQM over tasks x seeds with a stratified-bootstrap 95% CI
+    episodes_needed.csv                 episodes until the curve reaches D4PG's, A3C's and the baselines' scores
+    progress.csv                        runs still training (only when there are some)
+    figures/*.png|pdf                   the figures of params/pipeline.yaml (`figures:`): curves, curves_{task},
+                                        data_efficiency, ablation_{models,agents,overshooting,activations},
+                                        openloop_{variant} (png only); and aggregate
+    README.md                           the table, every figure, a reading against the paper, missing runs
+
+Modules, one job each (conventions are documented where they are implemented, and tested in
+tests/test_report.py):
+
+    runs.py       reading run directories: Run, read_curve / eval_points, read_run, collect_runs, missing_runs,
+                  progress_table
+    published.py  the published reference scores and the paper's task order
+    grid.py       what the pipeline grid says: variants, labels, the figures and which variant appears in which
+    stats.py      final returns, mean ± std over seeds, IQM and the stratified bootstrap, episodes needed
+    tables.py     Table 1 as CSV, Markdown and LaTeX; the episodes-needed table
+    figures.py    every figure, drawn by kind
+    readme.py     the README text
+    build.py      build_report: all of the above, in order
+    cli.py        the command line and the MLflow run of the report
+"""
+
+from planet.report.build import build_report
+from planet.report.cli import build_parser, log_report, main
+from planet.report.grid import (
+    DEFAULT_VARIANTS,
+    FigureSpec,
+    VariantInfo,
+    figure_specs,
+    grid_figures,
+    grid_from_pipeline,
+    pipeline_figures,
+    variant_infos,
+)
+from planet.report.published import PUBLISHED_SCORES, TASKS, load_published, paper_rows
+from planet.report.runs import Run, collect_runs, eval_points, missing_runs, progress_table, read_curve, read_run
+from planet.report.stats import aggregate_scores, episodes_needed, final_frame, iqm, stratified_bootstrap_ci, summarise
+from planet.report.tables import episodes_needed_markdown
+
+__all__ = [
+    "DEFAULT_VARIANTS", "PUBLISHED_SCORES", "TASKS", "FigureSpec", "Run", "VariantInfo", "aggregate_scores",
+    "build_parser", "build_report", "collect_runs", "episodes_needed", "episodes_needed_markdown", "eval_points",
+    "figure_specs", "final_frame", "grid_figures", "grid_from_pipeline", "iqm", "load_published", "log_report", "main",
+    "missing_runs", "paper_rows", "pipeline_figures", "progress_table", "read_curve", "read_run",
+    "stratified_bootstrap_ci", "summarise", "variant_infos",
+]

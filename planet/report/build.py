@@ -1,0 +1,103 @@
+"""The report, end to end: runs in, every table, figure and the README out (`build_report`)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from planet.report.figures import FigureInputs, draw_figures, plot_aggregate
+from planet.report.grid import FigureSpec, VariantInfo, pipeline_figures, variant_infos
+from planet.report.published import PUBLISHED_SCORES, TASKS, load_published
+from planet.report.readme import ReadmeInputs, append_progress, write_readme
+from planet.report.runs import Run, collect_runs, curves_frame, missing_runs, progress_table
+from planet.report.stats import aggregate_scores, episodes_needed, final_frame, reference_aggregate, summarise
+from planet.report.tables import write_table1
+
+
+def json_clean(value: Any) -> Any:
+    """NaN -> None recursively: strict JSON (DVC reads metrics.json)."""
+    if isinstance(value, dict):
+        return {k: json_clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_clean(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if value is pd.NA:
+        return None
+    return value
+
+
+def _report_tasks(runs: Sequence[Run], expected: Mapping[str, Mapping] | None) -> tuple[list[str], set[str]]:
+    """(every task of the report: the paper's order, then others found; the tasks with runs or expected runs)."""
+    expected_tasks = [t for cells in (expected or {}).values() for t in cells.get("tasks", ())]
+    found = {r.task for r in runs} | set(expected_tasks)
+    return [*TASKS, *sorted(found - set(TASKS))], found
+
+
+def _episodes_needed(out: Path, curves: pd.DataFrame, stats: Mapping, tasks: Sequence[str],
+                     infos: Mapping[str, VariantInfo], specs: Mapping[str, FigureSpec],
+                     published: pd.DataFrame) -> pd.DataFrame:
+    """OUT/episodes_needed.csv for the variants of the data-efficiency figures."""
+    shown = {v for s in specs.values() if s.kind == "data_efficiency" for v in s.members(infos)}
+    needed = episodes_needed(curves, stats, tasks, [v for v in infos if v in shown], infos, published)
+    needed.to_csv(out / "episodes_needed.csv", index=False)
+    return needed
+
+
+def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = None,
+                 title: str = "PlaNet reproduction: results", expected: Mapping[str, Mapping] | None = None,
+                 published: Path = PUBLISHED_SCORES, figures: Mapping[str, FigureSpec] | None = None) -> dict[str, Any]:
+    """Write the report of RESULTS into OUT (see the package docstring); returns {"files", "table", "missing",
+    "aggregate", "runs"}.
+
+    variants: {name: label or {"label", "family"}} (defaults: the paper's labels; family "baselines" marks a
+    baseline trained here); expected: {variant: {"tasks": [...], "seeds": [...]}} for the list of missing runs;
+    figures: the figures to draw (planet/report/grid.py `figure_specs`; default: those of params/pipeline.yaml).
+    """
+    results, out = Path(results), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(exist_ok=True)
+    specs = pipeline_figures() if figures is None else figures
+    runs = collect_runs(results)
+    pub = load_published(published)
+    infos = variant_infos(variants, {r.variant for r in runs}, expected)
+    tasks, found_tasks = _report_tasks(runs, expected)
+
+    finals = final_frame(runs)
+    stats = summarise(finals)
+    table, table_md, written = write_table1(out, runs, infos, stats, tasks, pub)
+    curves = curves_frame(runs)
+    curves.to_csv(out / "curves.csv", index=False)  # the DVC plots file
+    (out / "metrics.json").write_text(json.dumps(json_clean(stats), indent=2, sort_keys=True) + "\n",
+                                      encoding="utf-8")  # the DVC metrics file
+    written += [out / "curves.csv", out / "metrics.json"]
+
+    data = FigureInputs(runs, curves, infos, tasks, found_tasks, pub, out / "figures")
+    drawn = draw_figures(specs, data, written)
+    needed = _episodes_needed(out, curves, stats, tasks, infos, specs, pub)
+    written.append(out / "episodes_needed.csv")
+    aggregate, reference = aggregate_scores(finals, infos), reference_aggregate(pub, TASKS)
+    aggregate.to_csv(out / "aggregate.csv", index=False)
+    written.append(out / "aggregate.csv")
+    plot_aggregate(aggregate, reference, data.palette, out / "figures" / "aggregate", written)
+    drawn["aggregate"] = out / "figures" / "aggregate.png"
+
+    missing = missing_runs(runs, expected)
+    readme = write_readme(ReadmeInputs(out, title, results, runs, table_md, stats, infos, tasks, curves, pub,
+                                       aggregate, reference, specs, drawn, missing, expected is not None, needed))
+    written.append(readme)
+    progress = progress_table(runs)
+    if len(progress):
+        progress.to_csv(out / "progress.csv", index=False)
+        written.append(out / "progress.csv")
+        append_progress(readme, progress)
+    return {"files": [str(p) for p in written], "table": json_clean(table.to_dict(orient="records")),
+            "missing": missing, "aggregate": json_clean(aggregate.to_dict(orient="records")), "runs": len(runs)}

@@ -1,0 +1,338 @@
+"""Figures: the learning curves and ablations (paper Figs. 4, 5, 8, 9), data efficiency, open-loop strips
+(paper Fig. 10) and the aggregate, as PNG and PDF under OUT/figures/.
+
+Which variants a figure shows, its title and file come from params/pipeline.yaml (planet/report/grid.py);
+`draw_figures` draws every figure described there by its kind. Curves are the median over seeds with a 5-95
+percentile band; dashed lines mark D4PG and A3C after 1e8 env steps (paper Table 1). A variant has the same colour
+in every figure. Figures are built without pyplot (no global state), and PDFs carry no creation date, so an
+unchanged report produces byte-identical files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from planet.report.grid import DEFAULT_VARIANTS, FigureSpec, VariantInfo
+from planet.report.published import paper_rows, paper_value
+from planet.report.runs import Run, finite
+from planet.report.stats import BOOTSTRAP_SEED
+
+log = logging.getLogger(__name__)
+
+DPI = 120
+CURVE_REFERENCES = {"D4PG": "0.2", "A3C": "0.55"}  # horizontal lines of paper Fig. 4, with their grey
+# Published points of the data-efficiency figure: pixel agents at fixed env-step budgets (marker per method).
+EFFICIENCY_REFERENCES = {"PlaNet": "o", "SAC (pixels)": "s", "DrQ (K=1 M=1; about RAD)": "^", "CURL": "D"}
+LEARNING_CURVES_TITLE = "Eval return vs collected episodes (median, 5-95 percentile band over seeds)"
+
+
+def variant_palette(names: Iterable[str]) -> dict[str, tuple]:
+    """A fixed colour per variant (paper variants first), so a variant looks the same in every figure."""
+    import seaborn as sns  # noqa: PLC0415
+
+    order = [*DEFAULT_VARIANTS, *sorted(set(names) - set(DEFAULT_VARIANTS))]
+    # tab10 first; beyond ten names Dark2's eight (tab10 alone would cycle: the 11th name took PlaNet's colour).
+    colours = [*sns.color_palette("tab10"), *sns.color_palette("Dark2")]
+    return {name: colours[i % len(colours)] for i, name in enumerate(order)}
+
+
+def _figure(width: float, height: float):
+    """A figure not registered with pyplot: Agg rendering, no global state, nothing to close."""
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _save(fig, base: Path, written: list[Path], pdf: bool = True) -> None:
+    """BASE.png (and BASE.pdf), appended to `written`."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(base.with_suffix(".png"), dpi=DPI)
+    written.append(base.with_suffix(".png"))
+    if pdf:
+        # No creation date, so an unchanged report produces byte-identical PDFs.
+        fig.savefig(base.with_suffix(".pdf"), metadata={"CreationDate": None, "ModDate": None})
+        written.append(base.with_suffix(".pdf"))
+
+
+def _references(published: pd.DataFrame, task: str) -> dict[str, float]:
+    """D4PG's and A3C's scores on `task` in the paper's Table 1 (the dashed lines)."""
+    values = {name: paper_value(published, name, task) for name in CURVE_REFERENCES}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _draw_curves(ax, curves: pd.DataFrame, task: str, x: str, variants: Sequence[str],
+                 infos: Mapping[str, VariantInfo], palette: Mapping[str, tuple], published: pd.DataFrame) -> set[str]:
+    """Median and 5-95 percentile band over seeds per variant, plus D4PG/A3C reference lines; returns variants
+    drawn."""
+    import seaborn as sns  # noqa: PLC0415
+
+    data = curves[(curves["task"] == task) & curves["variant"].isin(variants)]
+    drawn = [v for v in variants if v in set(data["variant"])]
+    if drawn:
+        # Every seed evaluates at the same episode counts, so each x has one value per seed: the median and the
+        # 5-95 percentile band are over seeds. markers: a run with a single eval point still shows.
+        sns.lineplot(data=data, x=x, y="return_mean", hue="variant", hue_order=drawn, palette=dict(palette),
+                     estimator="median", errorbar=("pi", 90), marker="o", markersize=4, legend=False, ax=ax,
+                     seed=BOOTSTRAP_SEED)
+    else:
+        ax.text(0.5, 0.5, "no runs", transform=ax.transAxes, ha="center", va="center", color="0.5")
+    for name, value in _references(published, task).items():
+        ax.axhline(value, ls="--", lw=1, color=CURVE_REFERENCES[name])
+    ax.set_title(task)
+    ax.set_xlabel("collected episodes" if x == "episodes" else "environment steps")
+    ax.set_ylabel("return (eval, median over seeds)")
+    ax.set_ylim(0, 1050)
+    if x == "env_steps":
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+    return set(drawn)
+
+
+def _legend_handles(variants: Sequence[str], infos: Mapping[str, VariantInfo], palette: Mapping[str, tuple],
+                    published: pd.DataFrame) -> list:
+    """Legend entries: the variants drawn, then the reference lines of the paper's Table 1."""
+    from matplotlib.lines import Line2D  # noqa: PLC0415
+
+    handles = [Line2D([], [], color=palette[v], marker="o", markersize=4, label=infos[v].label) for v in variants]
+    refs = paper_rows(published)
+    for name, colour in CURVE_REFERENCES.items():
+        if name in set(refs["method"]):
+            handles.append(Line2D([], [], ls="--", lw=1, color=colour,
+                                  label=f"{name} (reference, 1e8 env steps)"))
+    return handles
+
+
+def plot_task_curves(curves: pd.DataFrame, task: str, variants: Sequence[str], infos: Mapping[str, VariantInfo],
+                     palette: Mapping[str, tuple], published: pd.DataFrame, base: Path, written: list[Path]) -> None:
+    """Two panels: eval return vs collected episodes and vs env steps."""
+    fig = _figure(10, 3.8)
+    axes = fig.subplots(1, 2)
+    drawn = set()
+    for ax, x in zip(axes, ("episodes", "env_steps"), strict=True):
+        drawn |= _draw_curves(ax, curves, task, x, variants, infos, palette, published)
+        ax.set_title(f"vs {ax.get_xlabel()}")
+    fig.legend(handles=_legend_handles([v for v in variants if v in drawn], infos, palette, published),
+               loc="outside lower center", ncols=3, frameon=False, fontsize="small")
+    fig.suptitle(f"{task}: eval return (median, 5-95 percentile band over seeds)")
+    _save(fig, base, written)
+
+
+def plot_task_grid(curves: pd.DataFrame, tasks: Sequence[str], variants: Sequence[str],
+                   infos: Mapping[str, VariantInfo], palette: Mapping[str, tuple], published: pd.DataFrame,
+                   title: str, base: Path, written: list[Path]) -> set[str]:
+    """One panel per task (eval return vs collected episodes); variants without runs are absent from the legend."""
+    ncols = 3
+    nrows = max(1, math.ceil(len(tasks) / ncols))
+    fig = _figure(12, 3.3 * nrows + 0.8)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    drawn: set[str] = set()
+    for ax, task in zip(axes, tasks, strict=False):
+        drawn |= _draw_curves(ax, curves, task, "episodes", variants, infos, palette, published)
+    for ax in axes[len(tasks):]:
+        ax.set_visible(False)
+    fig.legend(handles=_legend_handles([v for v in variants if v in drawn], infos, palette, published),
+               loc="outside lower center", ncols=4, frameon=False, fontsize="small")
+    fig.suptitle(title)
+    _save(fig, base, written)
+    return drawn
+
+
+def plot_data_efficiency(curves: pd.DataFrame, tasks: Sequence[str], variants: Sequence[str],
+                         infos: Mapping[str, VariantInfo], palette: Mapping[str, tuple], published: pd.DataFrame,
+                         title: str, base: Path, written: list[Path]) -> None:
+    """Eval return vs env steps (log scale), runs made here (median over seeds) beside published pixel agents at
+    their budgets (hollow markers: PlaNet's 1e6-step Table 1 score and the 100k / 500k scores of later papers)."""
+    from matplotlib.lines import Line2D  # noqa: PLC0415
+
+    ncols = 3
+    nrows = max(1, math.ceil(len(tasks) / ncols))
+    fig = _figure(12, 3.3 * nrows + 1.0)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    refs = published[published["method"].isin(EFFICIENCY_REFERENCES) & (published["modality"] == "pixels")]
+    drawn: set[str] = set()
+    for ax, task in zip(axes, tasks, strict=False):
+        data = curves[(curves["task"] == task) & curves["variant"].isin(variants)]
+        for variant in variants:
+            points = data[data["variant"] == variant].groupby("env_steps")["return_mean"].median()
+            points = points[points.index > 0]
+            if len(points):
+                ax.plot(points.index, points.values, marker="o", markersize=3, color=palette[variant])
+                drawn.add(variant)
+        if task in refs.columns:
+            for _, row in refs.iterrows():
+                value = finite(row[task])
+                if value is not None:
+                    ax.plot([row["budget_env_steps"]], [value], ls="", marker=EFFICIENCY_REFERENCES[row["method"]],
+                            mfc="none", color="0.35", markersize=6)
+        d4pg = _references(published, task).get("D4PG")
+        if d4pg is not None:
+            ax.axhline(d4pg, ls="--", lw=1, color=CURVE_REFERENCES["D4PG"])
+        ax.set_xscale("log")
+        ax.set_xlim(1e3, 2e6)
+        ax.set_ylim(0, 1050)
+        ax.set_title(task)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("return")
+    for ax in axes[len(tasks):]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], color=palette[v], marker="o", markersize=3, label=f"{infos[v].label} (here)")
+               for v in variants if v in drawn]
+    handles += [Line2D([], [], ls="", marker=m, mfc="none", color="0.35", label=f"{name} (published)")
+                for name, m in EFFICIENCY_REFERENCES.items() if name in set(refs["method"])]
+    handles.append(Line2D([], [], ls="--", lw=1, color=CURVE_REFERENCES["D4PG"], label="D4PG (1e8 env steps)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False, fontsize="small")
+    fig.suptitle(f"{title}: eval return vs environment steps")
+    _save(fig, base, written)
+
+
+def plot_aggregate(aggregate: pd.DataFrame, reference: pd.DataFrame, palette: Mapping[str, tuple], base: Path,
+                   written: list[Path]) -> None:
+    """IQM with 95% CI per variant (runs here), and the paper's rows as reference points (IQM over six tasks)."""
+    n = len(aggregate) + len(reference)
+    fig = _figure(8, 0.45 * max(n, 2) + 1.6)
+    ax = fig.subplots()
+    labels = []
+    for i, row in enumerate(aggregate.itertuples()):
+        colour = palette.get(row.variant, "C0")
+        if finite(row.ci_low) is not None:
+            ax.errorbar([row.iqm], [i], xerr=[[row.iqm - row.ci_low], [row.ci_high - row.iqm]], color=colour,
+                        capsize=4, lw=2)
+        ax.plot([row.iqm], [i], "o", color=colour)
+        labels.append(f"{row.label} ({row.runs} runs, {row.tasks} tasks)")
+    for j, row in enumerate(reference.itertuples(), start=len(aggregate)):
+        ax.plot([row.iqm], [j], "D", mfc="none", color="0.3")
+        labels.append(f"{row.label} (paper Table 1)")
+    if not n:
+        ax.text(0.5, 0.5, "no runs", transform=ax.transAxes, ha="center", va="center", color="0.5")
+    ax.set_yticks(range(n), labels)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("IQM of return / 1000 over tasks x seeds\nbars: 95% stratified bootstrap CI; "
+                  "diamonds: paper (6 tasks)")
+    ax.grid(axis="x", alpha=0.3)
+    _save(fig, base, written)
+
+
+def compose_openloop(items: Sequence[tuple[str, Path]], out: Path, context: int = 5) -> bool:
+    """Stack open-loop strips (truth row above prediction row) vertically, each under its task name, as paper
+    Fig. 10; a red line marks the end of the context frames. Returns False when no strip is readable."""
+    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
+
+    images = []
+    for task, path in items:
+        try:
+            with Image.open(path) as img:
+                images.append((task, img.convert("RGB")))
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable open-loop strip (%s)", path, exc)
+    if not images:
+        return False
+    try:
+        font = ImageFont.load_default(size=14)
+    except (OSError, TypeError):  # Pillow without FreeType
+        font = ImageFont.load_default()
+    label_h, margin = 20, 80
+    width = margin + max(img.width for _, img in images)
+    canvas = Image.new("RGB", (width, sum(label_h + img.height for _, img in images)), "white")
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for task, img in images:
+        draw.text((4, y + 3), task, fill="black", font=font)
+        y += label_h
+        canvas.paste(img, (margin, y))
+        frame = img.height // 2
+        if img.height % 2 == 0 and frame and img.width % frame == 0:  # truth row above prediction row
+            draw.text((4, y + frame // 2 - 7), "truth", fill="black", font=font)
+            draw.text((4, y + frame + frame // 2 - 7), "model", fill="black", font=font)
+            if img.width > context * frame:
+                x = margin + context * frame
+                draw.line([(x, y), (x, y + img.height - 1)], fill=(220, 0, 0), width=2)
+        y += img.height
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out)
+    return True
+
+
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Every figure of params/pipeline.yaml, by kind
+
+
+@dataclass
+class FigureInputs:
+    """What the figures are drawn from: the report's runs, curves (curves.csv), variants and tasks."""
+
+    runs: Sequence[Run]
+    curves: pd.DataFrame
+    infos: Mapping[str, VariantInfo]
+    tasks: Sequence[str]  # panels, in the paper's order
+    found_tasks: set[str]  # tasks with runs or expected runs (they get a per-task learning-curve figure)
+    published: pd.DataFrame
+    figdir: Path
+    palette: dict[str, tuple] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.palette = variant_palette(self.infos)
+
+
+def _learning_curves(spec: FigureSpec, data: FigureInputs, written: list[Path]) -> dict[str, Path]:
+    members, base = spec.members(data.infos), data.figdir / spec.file
+    plot_task_grid(data.curves, data.tasks, members, data.infos, data.palette, data.published,
+                   LEARNING_CURVES_TITLE, base, written)
+    out = {spec.file: base.with_suffix(".png")}
+    for task in data.tasks:
+        if task in data.found_tasks:
+            path = data.figdir / f"{spec.file}_{task}"
+            plot_task_curves(data.curves, task, members, data.infos, data.palette, data.published, path, written)
+            out[path.name] = path.with_suffix(".png")
+    return out
+
+
+def _data_efficiency(spec: FigureSpec, data: FigureInputs, written: list[Path]) -> dict[str, Path]:
+    base = data.figdir / spec.file
+    plot_data_efficiency(data.curves, data.tasks, spec.members(data.infos), data.infos, data.palette,
+                         data.published, spec.title, base, written)
+    return {spec.file: base.with_suffix(".png")}
+
+
+def _task_grid(spec: FigureSpec, data: FigureInputs, written: list[Path]) -> dict[str, Path]:
+    base = data.figdir / spec.file
+    plot_task_grid(data.curves, data.tasks, spec.members(data.infos), data.infos, data.palette, data.published,
+                   spec.heading, base, written)
+    return {spec.file: base.with_suffix(".png")}
+
+
+def _openloop(spec: FigureSpec, data: FigureInputs, written: list[Path]) -> dict[str, Path]:
+    """One image per variant (png only): the first seed's strip of every task that has one."""
+    out = {}
+    for variant in spec.members(data.infos):
+        items = []
+        for task in data.tasks:
+            first = next((r for r in data.runs if r.variant == variant and r.task == task and r.openloop), None)
+            if first is not None:
+                items.append((f"{task} (seed {first.seed})", first.openloop))
+        path = data.figdir / f"{spec.file}_{variant}.png"
+        if items and compose_openloop(items, path):
+            written.append(path)
+            out[path.stem] = path
+    return out
+
+
+_DRAW = {"learning_curves": _learning_curves, "data_efficiency": _data_efficiency, "task_grid": _task_grid,
+         "openloop": _openloop}
+
+
+def draw_figures(specs: Mapping[str, FigureSpec], data: FigureInputs, written: list[Path]) -> dict[str, Path]:
+    """Draw every figure described in params/pipeline.yaml; returns {file stem: png} of the figures written (the
+    README links them)."""
+    figures: dict[str, Path] = {}
+    for spec in specs.values():
+        figures |= _DRAW[spec.kind](spec, data, written)
+    return figures

@@ -1,0 +1,183 @@
+"""What the report takes from the pipeline grid (params/pipeline.yaml): variants, their labels, and which variant
+appears in which figure.
+
+A figure is described once, under the grid's top-level ``figures:`` (id -> title, the paper figure it reproduces,
+output file stem, kind); a variant lists the ids of the figures it appears in (``figures:`` under the variant), so
+adding a variant to a paper figure is a params edit. Within a figure, variants keep the report's order (the
+order of ``variants:``); ``baselines: true`` adds the baselines trained here, and the figure then follows the
+report's order (Table 1's). Kinds (drawn by planet/report/figures.py):
+
+    task_grid         eval return vs collected episodes, one panel per task (the ablations, paper Figs. 4, 5, 8, 9)
+    learning_curves   the same grid plus one figure per task against episodes and env steps (paper Fig. 4)
+    data_efficiency   eval return vs env steps beside published agents at their budgets, and episodes_needed.csv
+    openloop          one image per variant: open-loop strips of every task stacked (paper Fig. 10)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from planet.config import ConfigError
+
+FIGURE_KINDS = ("task_grid", "learning_curves", "data_efficiency", "openloop")
+# Labels and colour order of the paper's variants where the caller gives none (e.g. a report built without a grid).
+DEFAULT_VARIANTS = {
+    "planet": "PlaNet (RSSM)",
+    "gru": "Deterministic (GRU)",
+    "ssm": "Stochastic (SSM)",
+    "random_collection": "Random collection",
+    "random_shooting": "Random shooting",
+    "overshooting": "RSSM + overshooting",
+    "ssm_overshooting": "SSM + overshooting",
+    "elu": "RSSM + ELU",
+    "ssm_elu": "SSM + ELU",
+}
+
+
+@dataclass
+class VariantInfo:
+    """A variant of the report: name, legend label, and whether it is a baseline trained here."""
+
+    name: str
+    label: str
+    baseline: bool = False
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure of the report, as params/pipeline.yaml describes it (see the module docstring)."""
+
+    id: str
+    title: str
+    file: str  # output file stem under OUT/figures/
+    kind: str = "task_grid"
+    paper: str | None = None  # the paper figure it reproduces, e.g. "Fig. 8"
+    baselines: bool = False  # also draw the baselines trained here
+    claim: str | None = None  # the paper's finding, quoted beside the figure in the README
+    note: str | None = None  # what the variants differ in, where the title does not say
+    variants: tuple[str, ...] = ()  # the variants that list this figure, in the order of params/pipeline.yaml
+
+    @property
+    def heading(self) -> str:
+        """The title with the paper figure, e.g. "Latent overshooting (paper Fig. 8)"."""
+        return f"{self.title} (paper {self.paper})" if self.paper else self.title
+
+    def members(self, infos: Mapping[str, VariantInfo]) -> list[str]:
+        """The report's variants drawn in this figure: in the order of params/pipeline.yaml, or, where the baselines
+        trained here join (`baselines`), in the report's order (Table 1's), baselines included."""
+        if self.baselines:
+            return [v for v in infos if v in self.variants or infos[v].baseline]
+        return [v for v in self.variants if v in infos]
+
+    def to_json(self) -> dict[str, Any]:
+        """The resolved figure as the report rule passes it (a list entry of the grid's `figures`)."""
+        return {**dataclasses.asdict(self), "variants": list(self.variants)}
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> FigureSpec:
+        return cls(**{**entry, "variants": tuple(entry.get("variants", ()))})
+
+
+def variant_infos(variants: Mapping[str, Any] | None, found: Iterable[str],
+                  expected: Mapping[str, Any] | None) -> dict[str, VariantInfo]:
+    """Ordered variants of the report: the caller's mapping, then the paper's order, then others found (sorted).
+
+    A mapping value is a label or a dict with "label" and "family" ("baselines" marks a baseline trained here).
+    """
+    infos: dict[str, VariantInfo] = {}
+    for name, value in (variants or {}).items():
+        if isinstance(value, Mapping):
+            label = str(value.get("label") or DEFAULT_VARIANTS.get(name, name))
+            infos[name] = VariantInfo(name, label, value.get("family") == "baselines")
+        else:
+            infos[name] = VariantInfo(name, str(value or DEFAULT_VARIANTS.get(name, name)))
+    present = set(found) | set(expected or {}) | set(infos)
+    for name in [*DEFAULT_VARIANTS, *sorted(present)]:
+        if name in present and name not in infos:
+            infos[name] = VariantInfo(name, DEFAULT_VARIANTS.get(name, name))
+    return infos
+
+
+def _listed(variant: Any) -> tuple[str, ...]:
+    """The figure ids a variant entry lists (baselines and plain labels list none)."""
+    return tuple(variant.get("figures") or ()) if isinstance(variant, Mapping) else ()
+
+
+def _check_figures(described: Mapping[str, Any], variants: Mapping[str, Any], source: str) -> None:
+    """One-line ConfigErrors: a variant naming an unknown figure id, an unknown kind, two figures on one file."""
+    for name, variant in variants.items():
+        for fig in _listed(variant):
+            if fig not in described:
+                raise ConfigError(f"{source}: variant '{name}' names unknown figure '{fig}'; valid figures: "
+                                  f"{', '.join(described) or 'none (no figures: section)'}")
+    files: dict[str, str] = {}
+    for fid, entry in described.items():
+        if entry.get("kind", "task_grid") not in FIGURE_KINDS:
+            raise ConfigError(f"{source}: figure '{fid}' has unknown kind '{entry['kind']}'; valid kinds: "
+                              f"{', '.join(FIGURE_KINDS)}")
+        if entry["file"] in files:
+            raise ConfigError(f"{source}: figures '{files[entry['file']]}' and '{fid}' both write '{entry['file']}'")
+        files[entry["file"]] = fid
+
+
+def figure_specs(grid: Mapping[str, Any], source: str = "config") -> dict[str, FigureSpec]:
+    """The figures of a grid ({"figures": {id: {...}}, "variants": {name: {"figures": [id, ...]}}}), in the order
+    of ``figures:``, each with the variants that list it. Raises ConfigError (one line; `source` names the grid) on
+    an unknown figure id or kind, or two figures writing the same file."""
+    described, variants = dict(grid.get("figures") or {}), dict(grid.get("variants") or {})
+    _check_figures(described, variants, source)
+    return {fid: FigureSpec(id=fid, title=entry["title"], file=entry["file"], kind=entry.get("kind", "task_grid"),
+                            paper=entry.get("paper"), baselines=bool(entry.get("baselines", False)),
+                            claim=entry.get("claim"), note=entry.get("note"),
+                            variants=tuple(v for v, e in variants.items() if fid in _listed(e)))
+            for fid, entry in described.items()}
+
+
+def grid_figures(grid: Mapping[str, Any]) -> dict[str, FigureSpec]:
+    """The figures of a report grid: its resolved list (`FigureSpec.to_json`, which keeps the order of
+    params/pipeline.yaml through the rule's sorted JSON), else those of params/pipeline.yaml."""
+    if not grid.get("figures"):
+        return pipeline_figures()
+    return {entry["id"]: FigureSpec.from_json(entry) for entry in grid["figures"]}
+
+
+def pipeline_file() -> Path:
+    """params/pipeline.yaml of the params directory every command reads (planet.config.params_dir)."""
+    from planet.config import params_dir  # noqa: PLC0415
+
+    return params_dir() / "pipeline.yaml"
+
+
+def load_pipeline() -> dict[str, Any]:
+    return yaml.safe_load(pipeline_file().read_text(encoding="utf-8"))
+
+
+def pipeline_figures() -> dict[str, FigureSpec]:
+    """The figures of params/pipeline.yaml with every variant it defines (a report built without a grid)."""
+    return figure_specs(load_pipeline(), source=str(pipeline_file()))
+
+
+def grid_from_pipeline(preset: str) -> dict:
+    """The grid the report rule passes (workflow/rules/report.smk), read from params/pipeline.yaml."""
+    path = pipeline_file()
+    pipeline = load_pipeline()
+    if preset not in pipeline["presets"]:
+        raise ConfigError(f"{path}: no pipeline preset '{preset}'; valid: {', '.join(pipeline['presets'])}")
+    P = pipeline["presets"][preset]
+    tasks, seeds = list(P["tasks"]), [int(s) for s in P["seeds"]]
+    ablation_tasks = list(P.get("ablation_tasks", tasks))
+    variants = {v: pipeline["variants"][v] for v in P["variants"]}
+    baselines = {b: {**pipeline["baselines"][b], "family": "baselines"} for b in P.get("baselines", [])}
+    expected = {v: {"tasks": tasks if variants[v]["family"] == "agents" else ablation_tasks, "seeds": seeds}
+                for v in variants}
+    expected |= {b: {"tasks": list(P.get("baseline_tasks", tasks)),
+                     "seeds": [int(s) for s in P.get("baseline_seeds", {}).get(b, seeds)]} for b in baselines}
+    return {"preset": preset, "agent_preset": P["agent_preset"], "tasks": tasks, "seeds": seeds,
+            "variants": variants | baselines, "expected": expected,
+            "figures": [spec.to_json() for spec in figure_specs(pipeline, source=str(path)).values()]}

@@ -1,0 +1,338 @@
+"""The report's README.md: Table 1, every figure, a reading of each against the paper, missing runs, and the runs
+still training.
+
+The sections follow the figures of params/pipeline.yaml by kind (learning curves, data efficiency, the ablations,
+open-loop strips), each under its heading; an ablation is read against the paper's claim its figure entry quotes.
+The numbers come from planet/report/stats.py; nothing here computes a statistic of its own beyond picking values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from planet.report.grid import FigureSpec, VariantInfo
+from planet.report.published import TASKS, later_rows, paper_value
+from planet.report.runs import Run, finite
+from planet.report.stats import BOOTSTRAP_SEED, N_BOOTSTRAP
+from planet.report.tables import MISSING, episodes_needed_markdown, fmt_cell, fmt_num
+
+# Uniform random policy, 10 episodes at the paper's action repeats (measured for this project, reference notes §2).
+RANDOM_RETURNS = {"cartpole_swingup": 120, "reacher_easy": 64, "cheetah_run": 13, "finger_spin": 3, "cup_catch": 6,
+                  "walker_walk": 40}
+TINY_EPISODES = 50  # below this many training episodes no learning is expected (the paper trains 1000)
+AGENT = "planet"  # the paper's agent: the variant compared with the paper's PlaNet row and leading each ablation
+
+
+@dataclass
+class ReadmeInputs:
+    """Everything the README shows (computed by planet/report/build.py)."""
+
+    out: Path
+    title: str
+    results: Path
+    runs: Sequence[Run]
+    table_md: str
+    stats: Mapping[str, Mapping[str, Any]]
+    infos: Mapping[str, VariantInfo]
+    tasks: Sequence[str]
+    curves: pd.DataFrame
+    published: pd.DataFrame
+    aggregate: pd.DataFrame
+    reference: pd.DataFrame
+    specs: Mapping[str, FigureSpec]
+    figures: Mapping[str, Path]  # {file stem: png} of the figures written
+    missing: Sequence[Mapping[str, Any]]
+    expected_given: bool
+    needed: pd.DataFrame | None = None
+
+    def fig(self, key: str, alt: str) -> str:
+        """A Markdown image of a written figure (relative link, with its PDF), or "" when it was not written."""
+        path = self.figures.get(key)
+        if path is None:
+            return ""
+        rel = path.relative_to(self.out).as_posix()
+        pdf = path.with_suffix(".pdf")
+        extra = f" ([PDF]({pdf.relative_to(self.out).as_posix()}))" if pdf.exists() else ""
+        return f"![{alt}]({rel}){extra}\n"
+
+    def of_kind(self, kind: str) -> list[FigureSpec]:
+        return [s for s in self.specs.values() if s.kind == kind]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Paragraphs: the numbers read against the paper
+
+
+def _stats_text(cell: Mapping[str, Any] | None) -> str:
+    return MISSING if not cell else fmt_cell(cell).replace(" (", " (seeds: ", 1)
+
+
+def tiny_note(runs: Sequence[Run]) -> str | None:
+    """A plain statement when the runs are too short to learn anything."""
+    notes = []
+    for preset in sorted({r.preset or "unknown" for r in runs}):
+        mine = [r for r in runs if (r.preset or "unknown") == preset]
+        most = max([r.episodes or 0 for r in mine] + [r.planned_episodes or 0 for r in mine])
+        if most < TINY_EPISODES:
+            notes.append(f"preset `{preset}` trains for at most {most} episodes")
+    if not notes:
+        return None
+    return (f"**These are tiny runs:** {'; '.join(notes)} (fewer than {TINY_EPISODES}; the paper trains 1,000). "
+            "No learning is expected: the numbers below check the pipeline's plumbing, not the paper's claims.")
+
+
+def _task_sentence(runs: Sequence[Run], cell: Mapping[str, Any], task: str, published: pd.DataFrame) -> str:
+    """PlaNet's final return on one task beside the paper's, and beside a random policy on full-length episodes."""
+    episodes = max([r.episodes or 0 for r in runs if r.variant == AGENT and r.task == task], default=0)
+    paper, d4pg = paper_value(published, "PlaNet", task), paper_value(published, "D4PG", task)
+    text = (f"On {task} this pipeline's PlaNet reaches {_stats_text(cell)} after {episodes:,} "
+            f"episodes vs the paper's {fmt_num(paper)} after 1,000 (D4PG {fmt_num(d4pg)} after 100,000)")
+    lengths = {r.episode_env_steps for r in runs if r.variant == AGENT and r.task == task}
+    if task in RANDOM_RETURNS and lengths and lengths <= {1000}:
+        above = cell["mean"] > RANDOM_RETURNS[task]
+        text += (f"; a random policy scores about {RANDOM_RETURNS[task]}, so this is "
+                 f"{'above' if above else 'not above'} random")
+    return text + "."
+
+
+def table_paragraph(runs: Sequence[Run], stats: Mapping, tasks: Sequence[str], published: pd.DataFrame) -> str:
+    """PlaNet's Table 1 row against the paper's, task by task."""
+    planet = stats.get(AGENT, {})
+    parts = [_task_sentence(runs, planet[task], task, published) for task in tasks if task in planet]
+    if not parts:
+        return ("No PlaNet (`planet`) run has a final return yet, so nothing can be compared with the paper's "
+                "PlaNet row.")
+    missing = [t for t in tasks if t not in planet]
+    if missing:
+        parts.append(f"No PlaNet result for {', '.join(missing)}.")
+    return " ".join(parts)
+
+
+def rank_paragraph(stats: Mapping, variants: Sequence[str], infos: Mapping[str, VariantInfo],
+                   tasks: Sequence[str], claim: str | None, leader: str = AGENT) -> str:
+    """Per task, the variants' final means, and how often `leader` is best where all variants ran."""
+    paper = f"Paper: {claim} " if claim else ""
+    present = [v for v in variants if v in stats]
+    if len(present) < 2:
+        return f"{paper}Here: fewer than two of these variants have results, so there is nothing to compare."
+    lines, complete, wins = [], 0, 0
+    for task in tasks:
+        have = {v: stats[v][task]["mean"] for v in present if task in stats[v]}
+        if len(have) < 2:
+            continue
+        lines.append(f"{task}: " + ", ".join(f"{infos[v].label} {m:.0f}" for v, m in
+                                             sorted(have.items(), key=lambda kv: -kv[1])))
+        if len(have) == len(present) and leader in have:
+            complete += 1
+            wins += have[leader] >= max(have.values())
+    text = f"{paper}Here (final return, mean over seeds, best first): " + "; ".join(lines) + "."
+    if complete and leader in infos:
+        text += f" {infos[leader].label} is best on {wins} of the {complete} tasks where all of these variants ran."
+    return text
+
+
+def curves_paragraph(curves: pd.DataFrame, tasks: Sequence[str], published: pd.DataFrame) -> str:
+    """PlaNet's last in-training evaluation per task beside the paper's final score."""
+    parts = []
+    for task in tasks:
+        mine = curves[(curves["variant"] == AGENT) & (curves["task"] == task)]
+        if mine.empty:
+            continue
+        last = int(mine["episodes"].max())
+        median = float(mine.loc[mine["episodes"] == last, "return_mean"].median())
+        paper = fmt_num(paper_value(published, "PlaNet", task))
+        parts.append(f"{task}: {median:.0f} at {last:,} episodes (paper {paper} at 1,000)")
+    if not parts:
+        return "No PlaNet learning curve yet."
+    return ("Last evaluation of PlaNet during training (median over seeds): " + "; ".join(parts) + ". The paper's "
+            "curves (Fig. 4) rise within the first 100-500 episodes and end near D4PG's 1e8-step score on most tasks.")
+
+
+def aggregate_paragraph(aggregate: pd.DataFrame, reference: pd.DataFrame) -> str:
+    """Each variant's IQM and interval, beside the paper's rows."""
+    if aggregate.empty:
+        return "No final returns, so no aggregate."
+    parts = []
+    for row in aggregate.itertuples():
+        ci = ("no interval (one seed per task)" if finite(row.ci_low) is None
+              else f"95% CI [{row.ci_low:.3f}, {row.ci_high:.3f}]")
+        parts.append(f"{row.label} {row.iqm:.3f} ({ci}; {row.runs} runs over {row.tasks} tasks)")
+    refs = "; ".join(f"{r.label} {r.iqm:.3f}" for r in reference.itertuples())
+    text = "IQM of return/1000 over tasks x seeds: " + "; ".join(parts) + "."
+    if refs:
+        text += f" The paper's Table 1 rows, IQM over their six task scores (no seeds published): {refs}."
+    if (aggregate["tasks"] < len(TASKS)).any():
+        text += " Variants with fewer than six tasks are not comparable with the reference rows."
+    return text
+
+
+def _later_references(published: pd.DataFrame, tasks: Sequence[str]) -> str:
+    rows = later_rows(published)
+    if rows.empty:
+        return ""
+    frame = rows[["method", "budget_env_steps", *[t for t in tasks if t in rows.columns], "source"]].copy()
+    frame["budget_env_steps"] = [f"{int(v):,}" for v in frame["budget_env_steps"]]
+    for task in tasks:
+        if task in frame.columns:
+            frame[task] = [fmt_num(v) for v in frame[task]]
+    return frame.to_markdown(index=False, disable_numparse=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sections
+
+
+def _intro(r: ReadmeInputs) -> list[str]:
+    done = [run for run in r.runs if run.final is not None]
+    lines = [f"# {r.title}", "",
+             f"Generated by `planet report` from `{r.results}` (run files only; MLflow is a mirror).", ""]
+    if not r.runs:
+        return lines + ["**No runs were found** under "
+                        f"`{Path(r.results) / 'runs'}` (expected `runs/VARIANT/TASK/seedN/`). Only the published "
+                        "reference rows are shown.", ""]
+    n_seeds = len({run.seed for run in r.runs})
+    lines += [f"{len(r.runs)} run directories ({len(done)} with a final return) over "
+              f"{len({run.variant for run in r.runs})} variants, {len({run.task for run in r.runs})} tasks, "
+              f"{n_seeds} seeds.", ""]
+    note = tiny_note(r.runs)
+    if note:
+        lines += [note, ""]
+    fallback = [run for run in done if run.final_source == "eval"]
+    if fallback:
+        lines += [f"{len(fallback)} runs have no held-out evaluation (evaluation.json); their final return is "
+                  "the last in-training evaluation (summary.json).", ""]
+    return lines
+
+
+def _table1(r: ReadmeInputs) -> list[str]:
+    return ["## Table 1: final return", "",
+            "Runs made here: mean ± sample standard deviation over seeds (ddof=1), number of seeds in brackets, of "
+            "each seed's noise-free held-out test return; `episodes` = collected training episodes. Reference "
+            "rows: published numbers with their budget (episodes = env steps / 1000). — = missing.", "",
+            r.table_md, "", table_paragraph(r.runs, r.stats, r.tasks, r.published), "",
+            "Also as [CSV](table1.csv) (numeric, with `_std` and `_seeds` columns) and [LaTeX](table1.tex).", ""]
+
+
+def _learning_curves(r: ReadmeInputs, spec: FigureSpec) -> list[str]:
+    lines = [f"## {spec.heading}", "",
+             "Eval return (noise-free, `eval/return_mean`) vs collected episodes; line = median over seeds, band = "
+             "5-95 percentile over seeds; dashed: D4PG and A3C after 1e8 env steps (reference).", "",
+             r.fig(spec.file, f"{spec.title.lower()}, six tasks"), curves_paragraph(r.curves, r.tasks, r.published),
+             ""]
+    for task in r.tasks:
+        if f"{spec.file}_{task}" in r.figures:
+            lines += [f"### {task}", "",
+                      r.fig(f"{spec.file}_{task}", f"{spec.title.lower()} {task} (episodes, env steps)")]
+    return lines
+
+
+def _data_efficiency(r: ReadmeInputs, spec: FigureSpec) -> list[str]:
+    lines = [f"## {spec.heading}", "",
+             "Eval return vs environment steps on a log axis: PlaNet and the baselines trained here (median over "
+             "seeds) beside published pixel agents at their budgets (hollow markers; sources in "
+             "`planet/data/published_scores.csv`). The paper's claim is that PlaNet reaches with ~1e6 steps what "
+             "D4PG reaches with 1e8; the model-free agents trained here show what the same budget buys without a "
+             "model.", "", r.fig(spec.file, spec.title.lower())]
+    if r.needed is not None and not r.needed.empty:
+        lines += ["### Episodes needed", "",
+                  "Collected episodes after which the median-over-seeds evaluation curve first reaches a target "
+                  "score, and how many times fewer episodes than the target's own (the paper: PlaNet approaches "
+                  "D4PG's 1e8-step scores with 1000 episodes, 100x fewer). Also as "
+                  "[episodes_needed.csv](episodes_needed.csv).", "", episodes_needed_markdown(r.needed), ""]
+    return lines
+
+
+def _ablation(r: ReadmeInputs, spec: FigureSpec) -> list[str]:
+    lines = [f"### {spec.heading}", ""]
+    if spec.note:
+        lines += [spec.note, ""]
+    return lines + [r.fig(spec.file, spec.title.lower()),
+                    rank_paragraph(r.stats, spec.members(r.infos), r.infos, r.tasks, spec.claim), ""]
+
+
+def _openloop(r: ReadmeInputs, spec: FigureSpec) -> list[str]:
+    strips = [v for v in spec.members(r.infos) if f"{spec.file}_{v}" in r.figures]
+    lines = [f"## {spec.heading}", ""]
+    if not strips:
+        return lines + ["No open-loop strips (eval/openloop.png) were found.", ""]
+    lines += ["Per task, first available seed: true frames (top) and the model's frames (bottom); 5 context "
+              "frames (left of the red line), then open-loop prediction from the true actions. The paper's RSSM "
+              "keeps the objects in place for many steps where the GRU and SSM blur or drift.", ""]
+    for variant in strips:
+        label = r.infos[variant].label
+        lines += [f"### {label}", "", r.fig(f"{spec.file}_{variant}", f"open-loop predictions {label}")]
+    return lines
+
+
+def _figures(r: ReadmeInputs) -> list[str]:
+    """The figures' sections in a fixed order of kinds; within a kind, in the order of params/pipeline.yaml."""
+    lines = []
+    for spec in r.of_kind("learning_curves"):
+        lines += _learning_curves(r, spec)
+    for spec in r.of_kind("data_efficiency"):
+        lines += _data_efficiency(r, spec)
+    if r.of_kind("task_grid"):
+        lines += ["## Ablations", ""]
+        for spec in r.of_kind("task_grid"):
+            lines += _ablation(r, spec)
+    for spec in r.of_kind("openloop"):
+        lines += _openloop(r, spec)
+    return lines
+
+
+def _aggregate(r: ReadmeInputs) -> list[str]:
+    lines = ["## Aggregate over tasks", "",
+             "Interquartile mean (IQM) of return/1000 pooled over tasks x seeds, 95% stratified bootstrap CI "
+             f"(seeds resampled within each task, {N_BOOTSTRAP:,} resamples, seed {BOOTSTRAP_SEED}).", "",
+             r.fig("aggregate", "aggregate IQM")]
+    if not r.aggregate.empty:
+        shown = r.aggregate.copy()
+        for col in ("iqm", "ci_low", "ci_high"):
+            shown[col] = [MISSING if finite(v) is None else f"{v:.3f}" for v in shown[col]]
+        lines += [shown.drop(columns="variant").to_markdown(index=False, disable_numparse=True), ""]
+    lines += [aggregate_paragraph(r.aggregate, r.reference), ""]
+    later = _later_references(r.published, r.tasks)
+    if later:
+        lines += ["## Later published pixel agents (reference)", "",
+                  "Scores after 100k / 500k env steps from later papers, for baselines trained here.", "", later, ""]
+    return lines
+
+
+def _missing(r: ReadmeInputs) -> list[str]:
+    lines = ["## Missing runs", ""]
+    if not r.expected_given:
+        lines += ["(No expected grid was given: expected = every variant found x every task found x every seed "
+                  "found.)", ""]
+    if r.missing:
+        lines += [f"{len(r.missing)} expected runs have no final return:", ""]
+        lines += [f"- {m['variant']} / {m['task']} / seed {m['seed']}: {m['status']}" for m in r.missing]
+    else:
+        lines += ["None."]
+    return lines + ["", "Files: [table1.csv](table1.csv), [table1.tex](table1.tex), [curves.csv](curves.csv) "
+                    "(DVC plots), [metrics.json](metrics.json) (DVC metrics), [aggregate.csv](aggregate.csv), "
+                    "[episodes_needed.csv](episodes_needed.csv).", ""]
+
+
+def write_readme(r: ReadmeInputs) -> Path:
+    """OUT/README.md: the table, every figure (relative links) and a reading of each against the paper."""
+    lines = [*_intro(r), *_table1(r), *_figures(r), *_aggregate(r), *_missing(r)]
+    path = r.out / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def append_progress(readme: Path, progress: pd.DataFrame) -> None:
+    """The README's section on runs still training (planet/report/runs.py `progress_table`)."""
+    shown = progress.astype(object).where(progress.notna(), MISSING)
+    with open(readme, "a", encoding="utf-8") as fh:
+        fh.write("\n## Runs still training (partial record)\n\n"
+                 "Where each unfinished run is (`episodes` from its last checkpoint; hours of wall clock since "
+                 "its first episode, pauses and restarts included), and its latest in-training evaluation "
+                 "(noise-free, `eval` split; not a final result, and not used in Table 1, the statistics or the "
+                 "aggregate). Also as "
+                 "[CSV](progress.csv).\n\n" + shown.to_markdown(index=False) + "\n")

@@ -1,0 +1,180 @@
+"""A run directory's lifecycle, written once for `planet train`, `planet evaluate` and `planet baseline`.
+
+A run directory holds one run: its config (``config.yaml``), its files, and, once complete, ``summary.json``.
+- :func:`claim` makes a directory the home of a run with a given config: a new directory gets ``config.yaml``; an
+  existing one with the same config's *identity* is resumed (bookkeeping such as ``run.*`` may differ and is
+  rewritten); one with another identity is refused, or moved aside to ``PARENT/.replaced/NAME-HASH-TIME`` with its
+  MLflow run marked replaced (nothing is ever deleted).
+- :func:`finished` returns the summary of a complete run, so that a rerun has nothing to do.
+- :func:`run_name` names a run by variant, task and seed; :func:`git_tags` records the code it ran.
+- :func:`tracking_uri` is the MLflow store the run's tracking continues in; :func:`load_model` its trained model.
+
+Configs are either the agent's :class:`~planet.config.Config` (identity: every section but ``run``) or, for the
+baselines, a plain mapping (identity: all of it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from planet import config as config_lib
+from planet.config import Config, ConfigError
+from planet.tracking import RUN_FILE, mark_replaced
+from planet.utils import atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
+
+    from planet.models import WorldModel
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+REPLACED_DIR = ".replaced"
+ON_CONFIG_CHANGE = ("error", "archive")
+
+
+def run_name(variant: str, task: str, seed: int) -> str:
+    """The MLflow run name that alone says variant, task and seed, e.g. ``planet-cartpole_swingup-seed0``."""
+    return f"{variant}-{task}-seed{seed}"
+
+
+def digest(identity: Mapping[str, Any]) -> str:
+    """Short hash of a config identity (tags runs, names replaced directories, detects a changed config)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def finished(run_dir: Path) -> dict | None:
+    """The summary of a complete run (``summary.json`` exists: nothing to do), else None."""
+    path = Path(run_dir) / SUMMARY_FILE
+    if not path.exists():
+        return None
+    log.info("%s is complete (%s exists); nothing to do", run_dir, SUMMARY_FILE)
+    return json.loads(path.read_text())
+
+
+def claim(run_dir: Path, config: Config | Mapping[str, Any], on_change: str = "error",
+          identity: Callable[[Any], Mapping[str, Any]] | None = None) -> Config | dict[str, Any] | None:
+    """Make RUN the home of a run with ``config`` (see the module docstring). Returns the config RUN held before
+    (None for a new directory or an archived run), so that a caller can react to bookkeeping that changed.
+    ``identity`` maps a config to what makes it a different run (default: :meth:`Config.identity`, or the
+    whole mapping)."""
+    if on_change not in ON_CONFIG_CHANGE:
+        raise ValueError(f"on_change must be one of {ON_CONFIG_CHANGE}, got {on_change!r}")
+    identity = identity or _identity
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if path.exists():
+        old = _load(path, config)
+        a, b = config_lib.flatten(dict(identity(old))), config_lib.flatten(dict(identity(config)))
+        changed = {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+        if not changed:
+            if old != config:  # bookkeeping changed, e.g. run.mlflow=false: same run, new settings
+                _save(path, config)
+            return old
+        if on_change == "error":
+            lines = ", ".join(f"{k}: {x!r} -> {y!r}" for k, (x, y) in changed.items())
+            raise ConfigError(
+                f"{run_dir} holds a run with a different config ({lines}); use another --out directory, the same "
+                "settings to resume it, or --on-config-change archive to set the old run aside"
+            )
+        _archive(run_dir, old_digest=digest(identity(old)), new_digest=digest(identity(config)))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _save(path, config)
+    return None
+
+
+def _archive(run_dir: Path, old_digest: str, new_digest: str) -> None:
+    """Move a run made with another config to PARENT/.replaced/NAME-OLDHASH-TIME and mark its MLflow run replaced."""
+    mark_replaced(run_dir, new_digest)
+    dest = run_dir.parent / REPLACED_DIR / f"{run_dir.name}-{old_digest}-{time.strftime('%Y%m%d%H%M%S')}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    run_dir.rename(dest)
+    log.warning("config changed: moved the old run %s to %s", run_dir, dest)
+
+
+def _identity(config: Config | Mapping[str, Any]) -> Mapping[str, Any]:
+    return config.identity() if isinstance(config, Config) else config
+
+
+def _load(path: Path, like: Config | Mapping[str, Any]) -> Config | dict[str, Any]:
+    if isinstance(like, Config):
+        return config_lib.load(path)  # names the file and the problem if it is corrupt
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML ({getattr(exc, 'problem', exc)}); delete the run directory "
+                          "or restore the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} does not hold a config mapping; delete the run directory or restore the file")
+    return data
+
+
+def _save(path: Path, config: Config | Mapping[str, Any]) -> None:
+    if isinstance(config, Config):
+        config_lib.save(config, path)
+    else:
+        atomic_write_text(path, yaml.safe_dump(dict(config), sort_keys=False))
+
+
+def git_tags() -> dict[str, str]:
+    """``{"git_commit": SHA}`` of the code that runs (empty outside a git checkout)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"git_commit": commit} if commit else {}
+
+
+def tracking_uri(run_dir: Path) -> str | None:
+    """The MLflow store that RUN's tracking continues in: None (the tracker's choice) when MLFLOW_TRACKING_URI is set
+    or the run has no MLflow run yet, else the store recorded in RUN/mlflow_run.json.
+
+    Without this, a resume or `planet evaluate` started from another working directory (the default store,
+    sqlite:///mlflow.db, is relative to it) started a new MLflow run in another database and overwrote
+    RUN/mlflow_run.json, cutting the run's link to its MLflow run.
+    """
+    path = Path(run_dir) / RUN_FILE
+    if os.environ.get("MLFLOW_TRACKING_URI") or not path.exists():
+        return None
+    with contextlib.suppress(ValueError, OSError):
+        return json.loads(path.read_text()).get("tracking_uri")
+    return None
+
+
+def load_model(run_dir: Path, device: torch.device) -> tuple[Config, WorldModel]:
+    """The config and trained model of a run (final weights if complete, else the latest checkpoint)."""
+    import torch  # noqa: PLC0415
+
+    from planet.models import WorldModel  # noqa: PLC0415
+    from planet.rollouts import make_env  # noqa: PLC0415
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / CONFIG_FILE
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no {CONFIG_FILE}); pass the --out of a train run")
+    cfg = config_lib.load(cfg_path)
+    probe = make_env(cfg)
+    model = WorldModel(cfg.model, probe.action_dim).to(device)
+    probe.close()
+    if (run_dir / "model.pt").exists():
+        model.load_state_dict(torch.load(run_dir / "model.pt", map_location=device))
+    elif (run_dir / "checkpoint.pt").exists():
+        model.load_state_dict(torch.load(run_dir / "checkpoint.pt", map_location=device, weights_only=False)["model"])
+    else:
+        raise FileNotFoundError(f"{run_dir} has neither model.pt nor checkpoint.pt: train it first")
+    model.eval()
+    return cfg, model
