@@ -29,6 +29,7 @@ from typing import Any, Literal
 import yaml
 
 from planet.tasks import TASKS, get_task
+from planet.utils import flatten
 
 PARAMS_ENV = "PLANET_PARAMS"
 SOURCE_PARAMS = Path(__file__).resolve().parent.parent / "params"  # beside the package in a source checkout
@@ -272,17 +273,6 @@ class Config:
 
 # --------------------------------------------------------------------------------------------------------------
 # Validation and composition.
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:

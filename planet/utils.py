@@ -1,15 +1,17 @@
-"""Small shared helpers: atomic file writes, seeded generators, device choice."""
+"""Small shared helpers: atomic file writes (text, JSON, binary), flattening nested params, seeded generators,
+device choice."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -40,6 +42,34 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
 def atomic_write_text(path: Path, text: str) -> None:
     with atomic_open(path, "w") as handle:
         handle.write(text)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Atomically write ``data`` as indented, key-sorted JSON (numpy/torch scalars and small arrays as numbers,
+    sets as sorted lists, anything else as its string)."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    with contextlib.suppress(TypeError, ValueError):
+        return value.item()  # numpy / torch scalars
+    with contextlib.suppress(TypeError, ValueError):
+        return value.tolist()  # small arrays
+    return str(value)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted keys: ``{"a": {"b": 1}} -> {"a.b": 1}`` (an empty mapping stays a value)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def atomic_save(path: Path, write: Callable[[IO], None]) -> None:

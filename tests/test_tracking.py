@@ -228,7 +228,7 @@ def test_read_only_store_is_one_warning_line_naming_the_cli_switch(
         raise OperationalError("INSERT INTO experiments ...", {}, sqlite3.OperationalError(
             "attempt to write a readonly database"))
 
-    monkeypatch.setattr("planet.tracking.init_store", read_only)
+    monkeypatch.setattr("planet.tracking.mirror.init_store", read_only)
     with caplog.at_level(logging.DEBUG, logger="planet.tracking"):
         tracker = Tracker(tmp_path / "run", experiment="e", run_name="r", params={}, tags={}, tracking_uri=mlflow_uri)
         tracker.log_metrics({"a": 1.0}, step=1)
@@ -254,7 +254,7 @@ def test_failure_mid_run_warns_once(
         calls.append(args)
         raise RuntimeError("database is locked")
 
-    monkeypatch.setattr(tracker._client, "log_batch", broken)
+    monkeypatch.setattr(tracker.mirror.client, "log_batch", broken)
     with caplog.at_level(logging.WARNING, logger="planet.tracking"):
         for step in range(5):
             tracker.log_metrics({"a": 1.0}, step=step)
