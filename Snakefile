@@ -5,8 +5,10 @@
 #   snakemake -n --cores 8                           # list the jobs without running them
 #
 # Stages: tracking store -> seed episodes per (task, seed) -> train per (variant, task, seed) -> held-out
-# evaluation -> report (reports/PRESET/). The grid lives in params/pipeline.yaml, the agent presets in
-# params/presets.yaml; every rule calls the `planet` CLI.
+# evaluation -> report (reports/PRESET/); one multi-task agent per seed trained on all tasks at once (paper Figs. 6,
+# 7), whose per-task views join the runs; beside them the baselines, the CEM grid with the true simulator
+# (paper Fig. 12) and the state diagnostics of trained runs (paper Fig. 11), which the report also reads. The grid
+# lives in params/pipeline.yaml, the agent presets in params/presets.yaml; every rule calls the `planet` CLI.
 
 from snakemake.utils import min_version
 
@@ -31,8 +33,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/tracking.smk"
 include: "workflow/rules/collect.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/multitask.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/baselines.smk"
+include: "workflow/rules/cem_grid.smk"
+include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -33,6 +33,8 @@ from planet.utils import atomic_write_text
 log = logging.getLogger(__name__)
 
 KINDS = ("sac", "simulator")
+PLANNER_SIZES = ("horizon", "iterations", "candidates", "top_k")
+"""The CEM sizes H, I, J, K (P Table 1: 12, 10, 1000, 100) that `SimulatorConfig` may override."""
 
 
 @dataclass(frozen=True)
@@ -68,13 +70,22 @@ class SacConfig:
 
 @dataclass(frozen=True)
 class SimulatorConfig:
-    """CEM with the true simulator (planet/simplan.py); H, I, J, K are the agent preset's planner."""
+    """CEM with the true simulator (planet/simplan.py); H, I, J, K are the agent preset's planner unless overridden
+    here (the CEM hyperparameter grid of paper Fig. 12, planet/cem_grid.py, sets all four)."""
 
     workers: int = 0
     """Processes stepping simulator copies; 0 = one per CPU core."""
     episodes: int | None = None
     """Test episodes; null = the agent preset's eval.episodes. A control step with reward costs ~0.1 ms on a CPU
     core, so one paper-size plan (J x I x H x R control steps) is minutes: this bounds the cost on small machines."""
+    horizon: int | None = None
+    """Planning horizon H; null = the agent preset's planner.horizon."""
+    iterations: int | None = None
+    """CEM iterations I; null = the agent preset's planner.iterations."""
+    candidates: int | None = None
+    """Candidate sequences J per iteration; null = the agent preset's planner.candidates."""
+    top_k: int | None = None
+    """Candidates K the belief is refit to; null = the agent preset's planner.top_k."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,27 @@ def resolve(task: str, preset: str, seed: int, overrides: list[str] | None = Non
         raise ConfigError("simulator.workers must be >= 0")
     if settings.simulator.episodes is not None and settings.simulator.episodes < 1:
         raise ConfigError("simulator.episodes must be >= 1 (or null for the agent preset's eval.episodes)")
+    for key in PLANNER_SIZES:
+        value = getattr(settings.simulator, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"simulator.{key} must be >= 1 (or null for the agent preset's planner.{key})")
+    sizes = simulator_planner(agent, settings.simulator)
+    if sizes["top_k"] > sizes["candidates"]:
+        raise ConfigError(f"simulator planner: top_k={sizes['top_k']} must be <= candidates={sizes['candidates']} "
+                          "(simulator.top_k / simulator.candidates, else the agent preset's planner)")
     return agent, settings
+
+
+def simulator_planner(agent: config_lib.Config, simulator: SimulatorConfig) -> dict[str, int]:
+    """The CEM sizes {horizon, iterations, candidates, top_k} the simulator plans with: the agent preset's planner,
+    with the sizes `simulator` sets."""
+    return {key: getattr(agent.planner, key) if getattr(simulator, key) is None else getattr(simulator, key)
+            for key in PLANNER_SIZES}
+
+
+def planner_label(sizes: dict[str, int]) -> str:
+    """A planner's sizes as a name, e.g. ``H12-I10-J1000-K100`` (run names, CEM grid directories)."""
+    return "H{horizon}-I{iterations}-J{candidates}-K{top_k}".format(**sizes)
 
 
 def budget_env_steps(agent: config_lib.Config, sac: SacConfig) -> int:
@@ -124,17 +155,21 @@ def _run_config(kind: str, agent: config_lib.Config, settings: BaselineSettings)
         out["sac"] = dataclasses.asdict(settings.sac)
     else:
         out["train"] = {"episodes": 0}
-        out["planner"] = dataclasses.asdict(agent.planner)
-        out["simulator"] = dataclasses.asdict(settings.simulator)
+        # The sizes it plans with, in `planner` (a run without simulator.* sizes records what it always recorded).
+        out["planner"] = {**dataclasses.asdict(agent.planner), **simulator_planner(agent, settings.simulator)}
+        out["simulator"] = {key: value for key, value in dataclasses.asdict(settings.simulator).items()
+                            if key not in PLANNER_SIZES}
     return out
 
 
-def _tracker(kind: str, run_dir: Path, run_cfg: dict, tags: dict[str, str], mlflow: bool, experiment: str):
-    from planet.tracking import Tracker  # noqa: PLC0415
+def _tracker(kind: str, run_dir: Path, run_cfg: dict, tags: dict[str, str], mlflow: bool, experiment: str,
+             name_suffix: str = ""):
+    from planet.tracking import Tracker
 
     all_tags = {"task": run_cfg["task"], "seed": run_cfg["seed"], "agent_preset": run_cfg["preset"], "variant": kind,
                 "baseline": kind, "params_hash": rundir.digest(run_cfg), **rundir.git_tags(), **tags}
-    name = rundir.run_name(all_tags["variant"], run_cfg["task"], run_cfg["seed"])  # the pipeline's variant tag wins
+    # the pipeline's variant tag wins; the suffix tells apart runs of one variant (the CEM grid's planner sizes)
+    name = rundir.run_name(all_tags["variant"], run_cfg["task"], run_cfg["seed"]) + name_suffix
     return Tracker(run_dir, experiment=experiment, run_name=name, params=run_cfg, tags=all_tags,
                    enabled=mlflow)
 
@@ -161,11 +196,11 @@ def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[
     `evaluation.json` are written only at the end, so a half-finished run is never mistaken for a finished one;
     a finished run with the same settings is left as it is.
     """
-    import torch  # noqa: PLC0415
-    from stable_baselines3 import SAC  # noqa: PLC0415
-    from stable_baselines3.common.callbacks import BaseCallback  # noqa: PLC0415
+    import torch
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
 
-    from planet.sac import PixelEncoder, PixelGymEnv  # noqa: PLC0415
+    from planet.sac import PixelEncoder, PixelGymEnv
 
     agent, settings = resolve(task, preset, seed, overrides)
     cfg = settings.sac
@@ -241,7 +276,7 @@ def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[
         tracker.log_metrics({"test/return_mean": evaluation["return_mean"],
                              "test/return_std": evaluation["return_std"]}, step=env_steps)
         summary = {"task": task, "seed": seed, "preset": preset, "baseline": "sac", "augment": cfg.augment,
-                   "episodes": state["episodes"], "env_steps": env_steps, "updates": int(model._n_updates),  # noqa: SLF001
+                   "episodes": state["episodes"], "env_steps": env_steps, "updates": int(model._n_updates),
                    "final_eval": {k: v for k, v in state["last_eval"].items() if k.startswith("eval/")},
                    "wall_s": time.perf_counter() - start}
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
@@ -259,10 +294,12 @@ def run_simulator(task: str, preset: str, seed: int, run_dir: Path, overrides: l
                   tags: dict[str, str] | None = None, progress: bool = False, experiment: str | None = None) -> dict:
     """CEM planning with the true simulator on the 'test' split seeds (no training: the paper's upper bound).
 
+    The planner is the agent preset's (H, I, J, K), except for the sizes ``simulator.horizon|iterations|candidates|
+    top_k`` set (the CEM grid of paper Fig. 12); such a run's MLflow name ends in its sizes (``-H8-I10-J1000-K100``).
     Resumable: each finished episode is recorded in ``episodes.json`` and skipped by a rerun.
     """
-    from planet.envs import PixelEnv  # noqa: PLC0415
-    from planet.simplan import SimulatorPlanner, run_episode  # noqa: PLC0415
+    from planet.envs import PixelEnv
+    from planet.simplan import SimulatorPlanner, run_episode
 
     agent, settings = resolve(task, preset, seed, overrides)
     run_dir = Path(run_dir)
@@ -283,14 +320,14 @@ def run_simulator(task: str, preset: str, seed: int, run_dir: Path, overrides: l
     if done and same_episodes(done[0].get("config") or {"simulator": {}}) != same_episodes(run_cfg):
         log.warning("%s: settings changed; starting the episodes over", run_dir)
         done = []
-    p = agent.planner
+    sizes = simulator_planner(agent, settings.simulator)
+    overridden = any(getattr(settings.simulator, key) is not None for key in PLANNER_SIZES)
     workers = settings.simulator.workers or os.cpu_count() or 1
     tracker = _tracker("simulator", run_dir, run_cfg, tags or {}, agent.run.mlflow,
-                       experiment or agent.run.experiment)
+                       experiment or agent.run.experiment, f"-{planner_label(sizes)}" if overridden else "")
     with tracker, PixelEnv(task, seed, action_repeat=agent.env.action_repeat,
                            episode_env_steps=agent.env.episode_env_steps) as env, \
-            SimulatorPlanner(task, seed, p.horizon, p.iterations, p.candidates, p.top_k, workers,
-                             action_repeat=agent.env.action_repeat,
+            SimulatorPlanner(task, seed, **sizes, workers=workers, action_repeat=agent.env.action_repeat,
                              episode_env_steps=agent.env.episode_env_steps) as planner:
         for m in range(len(done), settings.simulator.episodes or agent.eval.episodes):
             result = run_episode(env, planner, episode_seed(seed, "test", m))
@@ -302,7 +339,8 @@ def run_simulator(task: str, preset: str, seed: int, run_dir: Path, overrides: l
                 print(f"{task} simulator CEM episode {m}: return {result['return']:.1f} ({result['seconds']:.0f} s)")
         returns = [d["return"] for d in done]
         evaluation = _result(run_cfg, returns, "test", train_episodes=0, env_steps=0,
-                             seconds_per_episode=float(np.mean([d["seconds"] for d in done])), workers=workers)
+                             seconds_per_episode=float(np.mean([d["seconds"] for d in done])), workers=workers,
+                             planner=sizes)
         atomic_write_text(run_dir / "evaluation.json", json.dumps(evaluation, indent=2))
         summary = {"task": task, "seed": seed, "preset": preset, "baseline": "simulator", "episodes": 0,
                    "env_steps": 0, "final_eval": {"eval/return_mean": evaluation["return_mean"],

@@ -79,7 +79,7 @@ def bench_update(device: torch.device, batch: int, length: int, repeats: int, ac
         opt.step()
 
     seconds = _median_time(step, repeats, device)
-    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
+    from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter:
@@ -120,10 +120,10 @@ def bench_episode(device: torch.device, update_precision: str, plan_precision: s
     `perf/updates_per_s` and `perf/collect_s` the run logs), then the final 10-episode evaluation (`perf/eval_s`).
     `quick` uses the debug preset.
     """
-    import tempfile  # noqa: PLC0415
+    import tempfile
 
-    from planet import config as config_lib  # noqa: PLC0415
-    from planet.train import Trainer  # noqa: PLC0415
+    from planet import config as config_lib
+    from planet.train import Trainer
 
     preset = "debug" if quick else "cpu"
     base = config_lib.resolve("cartpole_swingup", preset, 0)
@@ -147,7 +147,7 @@ def bench_episode(device: torch.device, update_precision: str, plan_precision: s
 
 def plan_flop(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int) -> int:
     """Matmul FLOP of one CEM plan (one belief), counted by torch's FlopCounterMode."""
-    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
+    from torch.utils.flop_counter import FlopCounterMode
 
     run = _plan_fn(device, candidates, iterations, horizon, top_k)
     counter = FlopCounterMode(display=False)
@@ -157,7 +157,7 @@ def plan_flop(device: torch.device, candidates: int, iterations: int, horizon: i
 
 
 def bench_env(task: str, steps: int) -> dict:
-    from planet.envs import PixelEnv  # noqa: PLC0415
+    from planet.envs import PixelEnv
 
     env = PixelEnv(task, seed=0)
     env.reset()
@@ -214,7 +214,7 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
         episodes.append(bench_episode(device, "fp32", "fp32", quick))
         if "bf16" in (auto["update"], auto["plan"]):
             episodes.append(bench_episode(device, "auto", "auto", quick))
-    import resource  # noqa: PLC0415
+    import resource
 
     return {
         "device": str(device),

@@ -1,10 +1,12 @@
-"""Command-line interface: ``planet train | collect | evaluate | config | bench``.
+"""Command-line interface: ``planet train | collect | evaluate | diagnose | config | bench`` (and more: ``--help``).
 
 Examples::
 
     planet train --task cartpole_swingup --preset cpu --seed 1
     planet train --task walker_walk --preset paper model.kind=ssm planner.horizon=8
+    planet train --task all --preset paper --views runs/views     # one agent for all six tasks (paper Figs. 6, 7)
     planet evaluate --run runs/cpu/cartpole_swingup/seed1-... --episodes 10
+    planet diagnose --run runs/cpu/cartpole_swingup/seed1-... steps=200
     planet bench
 """
 
@@ -17,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from planet.tasks import TASKS
+from planet.tasks import ALL_TASKS, TASKS, task_list
 
 OVERRIDES_HELP = (
     "config overrides as dotted KEY=VALUE (values parsed as YAML: 12, 0.3, true, null, cem), applied after the "
@@ -25,9 +27,24 @@ OVERRIDES_HELP = (
 )
 
 
-def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, choices=list(TASKS), metavar="TASK",
-                   help=f"DeepMind Control task, one of: {', '.join(TASKS)}")
+def _task_name(text: str) -> str:
+    """A task, or several for one multi-task agent: "all" or "A+B" (planet.tasks.task_list)."""
+    try:
+        task_list(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _add_run_args(p: argparse.ArgumentParser, several: bool = False) -> None:
+    if several:
+        p.add_argument("--task", required=True, type=_task_name, metavar="TASK",
+                       help=f"DeepMind Control task, one of: {', '.join(TASKS)}; or {ALL_TASKS} (one agent trained "
+                            "on the six tasks at once, paper Figs. 6, 7) or tasks joined by + (e.g. "
+                            "cartpole_swingup+reacher_easy)")
+    else:
+        p.add_argument("--task", required=True, choices=list(TASKS), metavar="TASK",
+                       help=f"DeepMind Control task, one of: {', '.join(TASKS)}")
     p.add_argument("--preset", default="paper",
                    help="named preset from params/presets.yaml: paper (default, GPU-sized), cpu (2-core machine), "
                         "debug (tiny, seconds)")
@@ -63,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an agent (resumes from the run directory's checkpoint if present)",
                        description="Train PlaNet: S random seed episodes, then C updates and one CEM-MPC episode, "
                        "repeated; evaluates every eval.every episodes; checkpoints so that the same command "
-                       "resumes an interrupted run.")
-    _add_run_args(p)
+                       "resumes an interrupted run. With several tasks (--task all), one agent collects one episode "
+                       "of each task per round (planet/multitask.py).")
+    _add_run_args(p, several=True)
     p.add_argument("--out", type=Path, help="run directory (default: runs/PRESET/TASK/seedN-CONFIGHASH)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     p.add_argument("--init-episodes", type=Path, metavar="DIR",
@@ -76,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expect-hash", metavar="HASH",
                    help="fail unless the resolved config has this params hash (the pipeline passes the hash "
                         "Snakemake computed, so a job never trains with other params than were hashed)")
+    p.add_argument("--views", type=Path, metavar="DIR",
+                   help="several tasks only: also write one view per task, DIR/TASK/seedN, laid out as a single-task "
+                        "run (evaluation curve, summary, open-loop strip) for the report")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     p = sub.add_parser("collect", help="collect the S random seed episodes of a run into a directory",
@@ -96,9 +117,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    p = sub.add_parser("diagnose", help="state diagnostics of a trained run: true state from its latent features "
+                       "(paper Fig. 11)",
+                       description="Freeze RUN's model, train small heads to predict the true simulator state (the "
+                       "task's positions, velocities, ...) from its features on RUN's training episodes, and score "
+                       "them (R^2 per state group) on held-out 'test'-split episodes, from the posterior and from "
+                       "open-loop priors at increasing distances. Settings: params/diagnostics.yaml, the block of "
+                       "RUN's agent preset; overrides KEY=VALUE come last. Writes RUN/diagnostics.json and logs the "
+                       "scores to the run's MLflow run.")
+    p.add_argument("--run", type=Path, required=True, help="run directory written by `planet train`")
+    p.add_argument("--out", type=Path, help="also write the result here (RUN/diagnostics.json is always written)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="settings overrides, e.g. steps=200 test_policy=random distances=[0,1,5,10]")
+
     p = sub.add_parser("config", help="print the resolved config of a task/preset/overrides as YAML",
                        description="Print the resolved config (defaults -> preset -> per-task -> overrides).")
-    _add_run_args(p)
+    _add_run_args(p, several=True)
 
     p = sub.add_parser("init-tracking", help="create the MLflow store and experiments once (before parallel jobs)",
                        description="Create/upgrade the MLflow store and the named experiments under a file lock, so "
@@ -114,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "1 MB) or modification time (larger files) into one JSON, written atomically: a small "
                        "stage output for DVC that changes whenever the listed results change.")
     p.add_argument("--out", type=Path, required=True, help="manifest file to write")
-    p.add_argument("paths", nargs="+", type=Path, help="files or directories to list")
+    p.add_argument("paths", nargs="*", type=Path, help="files or directories to list (none: an empty manifest, e.g. "
+                   "a stage with no jobs in this preset)")
 
     p = sub.add_parser("baseline", help="run a baseline: SAC from pixels, or CEM with the true simulator",
                        description="sac: Stable-Baselines3 SAC on the same pixel environment and env-step budget "
@@ -156,11 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["curve"]:  # a learning record of one run (planet/record.py)
-        from planet.record import main as curve_main  # noqa: PLC0415
+        from planet.record import main as curve_main
 
         return curve_main(argv[1:])
     if argv[:1] == ["report"]:  # its own parser (argparse cannot forward "--options" through a subparser)
-        from planet.report import main as report_main  # noqa: PLC0415
+        from planet.report import main as report_main
 
         return report_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -168,14 +206,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "OpenGL"):  # backend chatter at INFO on every start
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from planet.envs import setup_rendering  # noqa: PLC0415
-    from planet.utils import retain_freed_memory  # noqa: PLC0415
+    from planet.envs import setup_rendering
+    from planet.utils import retain_freed_memory
 
     retain_freed_memory()  # before the first large tensor (see its docstring)
     setup_rendering()  # before anything imports dm_control
-    from planet.config import ConfigError  # noqa: PLC0415
-    from planet.replay import CorruptEpisodeError, SeedEpisodesError  # noqa: PLC0415
-    from planet.utils import DeviceError, PlanetError  # noqa: PLC0415
+    from planet.config import ConfigError
+    from planet.replay import CorruptEpisodeError, SeedEpisodesError
+    from planet.utils import DeviceError, PlanetError
 
     if args.debug or os.environ.get("PLANET_DEBUG") == "1":
         return _dispatch(args)
@@ -201,10 +239,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    import yaml  # noqa: PLC0415
+    import yaml
 
-    from planet import config as config_lib  # noqa: PLC0415
-    from planet.utils import choose_device  # noqa: PLC0415
+    from planet import config as config_lib
+    from planet.utils import choose_device
 
     if args.params:
         os.environ[config_lib.PARAMS_ENV] = str(args.params.resolve())  # read by every resolve, baselines too
@@ -214,7 +252,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     if args.command == "train":
-        from planet.train import Trainer  # noqa: PLC0415
+        from planet.train import Trainer
 
         if args.expect_hash and cfg.digest() != args.expect_hash:
             raise config_lib.ConfigError(
@@ -224,31 +262,52 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
         tags = dict(t.split("=", 1) for t in args.tag if "=" in t)
         out = args.out or _default_out(cfg)
+        several = len(task_list(cfg.task)) > 1
+        if several and args.init_episodes:
+            raise config_lib.ConfigError("--init-episodes is for one task; an agent of several tasks collects its "
+                                         "own seed episodes")
+        if args.views and not several:
+            raise config_lib.ConfigError("--views is for an agent of several tasks (--task all or A+B)")
         print(f"planet: run directory {out}", file=sys.stderr)
-        summary = Trainer(cfg, out, choose_device(args.device), init_episodes=args.init_episodes,
-                          progress=not args.no_progress, tags=tags, on_config_change=args.on_config_change).run()
+        if several:
+            from planet.multitask import MultiTaskTrainer
+
+            trainer: Trainer = MultiTaskTrainer(cfg, out, choose_device(args.device), progress=not args.no_progress,
+                                                tags=tags, on_config_change=args.on_config_change, views=args.views)
+        else:
+            trainer = Trainer(cfg, out, choose_device(args.device), init_episodes=args.init_episodes,
+                              progress=not args.no_progress, tags=tags, on_config_change=args.on_config_change)
+        summary = trainer.run()
         print(json.dumps(summary, indent=2))
         return 0
     if args.command == "collect":
-        from planet.rollouts import collect_seed_episodes  # noqa: PLC0415
+        from planet.rollouts import collect_seed_episodes
 
         n = collect_seed_episodes(cfg, args.out, progress=not args.no_progress)
         print(json.dumps({"out": str(args.out), "episodes": n}))
         return 0
+    if getattr(args, "threads", None):  # evaluate, diagnose, bench
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.command == "evaluate":
-        from planet.evaluate import evaluate_run  # noqa: PLC0415
+        from planet.evaluate import evaluate_run
 
-        if args.threads:
-            import torch  # noqa: PLC0415
-
-            torch.set_num_threads(args.threads)
         result = evaluate_run(args.run, choose_device(args.device), args.episodes, progress=not args.no_progress,
                               out=args.out)
         print(json.dumps(result, indent=2))
         return 0
+    if args.command == "diagnose":
+        from planet.diagnostics import diagnose_run
+
+        result = diagnose_run(args.run, choose_device(args.device), args.overrides, progress=not args.no_progress,
+                              out=args.out)
+        print(json.dumps({k: result[k] for k in ("task", "seed", "model", "variant", "distances", "r2", "r2_mean",
+                                                  "wall_s")}, indent=2))
+        return 0
     if args.command == "init-tracking":
-        from planet.tracking import get_or_create_experiment, init_store, resolve_tracking_uri  # noqa: PLC0415
-        from planet.utils import atomic_write_text  # noqa: PLC0415
+        from planet.tracking import get_or_create_experiment, init_store, resolve_tracking_uri
+        from planet.utils import atomic_write_text
 
         uri = resolve_tracking_uri(args.uri)
         init_store(uri)
@@ -261,12 +320,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(text)
         return 0
     if args.command == "manifest":
-        from planet.utils import atomic_write_text, manifest  # noqa: PLC0415
+        from planet.utils import atomic_write_text, manifest
 
         atomic_write_text(args.out, json.dumps(manifest(args.paths), indent=1, sort_keys=True))
         return 0
     if args.command == "baseline":
-        from planet import baselines  # noqa: PLC0415
+        from planet import baselines
 
         tags = dict(t.split("=", 1) for t in args.tag if "=" in t)
         if args.kind == "sac":
@@ -278,12 +337,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     if args.command == "bench":
-        import torch  # noqa: PLC0415
+        from planet.bench import run_bench
 
-        from planet.bench import run_bench  # noqa: PLC0415
-
-        if args.threads:
-            torch.set_num_threads(args.threads)
         result = run_bench(choose_device(args.device), quick=args.quick, repeats=args.repeats,
                            compile_step=args.compile, episode=not args.no_episode)
         print(json.dumps(result, indent=2))

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import yaml
 
-from planet.tasks import TASKS, get_task
+from planet.tasks import TASKS, get_task, task_list
 from planet.utils import flatten
 
 PARAMS_ENV = "PLANET_PARAMS"
@@ -402,8 +402,9 @@ def resolve(
     overrides: list[str] | dict[str, Any] | None = None,
     presets_file: Path | None = None,
 ) -> Config:
-    """Compose defaults, preset, per-task block and overrides into a validated Config."""
-    get_task(task)  # raises with the list of valid task names
+    """Compose defaults, preset, per-task block and overrides into a validated Config. `task` may name several
+    tasks ("all" or "A+B", planet.tasks.task_list) for one agent trained on all of them (planet/multitask.py)."""
+    tasks = task_list(task)  # raises with the list of valid task names
     presets = load_presets(presets_file)
     if preset not in presets:
         raise ConfigError(f"unknown preset '{preset}'; valid presets: {', '.join(sorted(presets))}")
@@ -413,6 +414,10 @@ def resolve(
     unknown_tasks = set(per_task) - set(TASKS)
     if unknown_tasks:
         raise ConfigError(f"preset '{preset}': unknown task(s) {sorted(unknown_tasks)} in its tasks block")
+    blocks = [t for t in tasks if per_task.get(t)]
+    if len(tasks) > 1 and blocks:
+        raise ConfigError(f"preset '{preset}' has per-task settings for {blocks}; one agent trained on several "
+                          "tasks has one config, so its preset must not set any")
     tree = _merge(block, per_task.get(task, {}) or {})
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
@@ -432,12 +437,16 @@ def check(config: Config) -> None:
         if not ok:
             raise ConfigError(message)
 
-    repeat = action_repeat(config)
-    need(repeat >= 1, "env.action_repeat must be >= 1")
-    need(
-        config.env.episode_env_steps % repeat == 0,
-        f"env.episode_env_steps={config.env.episode_env_steps} is not divisible by the action repeat {repeat}",
-    )
+    # Several tasks (planet/multitask.py): each keeps its own action repeat, so every repeat must divide the episode
+    # and chunks must fit the shortest episode (the largest repeat).
+    repeats = [config.env.action_repeat or get_task(t).action_repeat for t in task_list(config.task)]
+    for repeat in repeats:
+        need(repeat >= 1, "env.action_repeat must be >= 1")
+        need(
+            config.env.episode_env_steps % repeat == 0,
+            f"env.episode_env_steps={config.env.episode_env_steps} is not divisible by the action repeat {repeat}",
+        )
+    repeat = max(repeats)
     need(config.env.image_size == 64, "env.image_size: the conv encoder/decoder are built for 64 (got "
          f"{config.env.image_size})")
     need(1 <= config.env.bit_depth <= 8, "env.bit_depth must be in 1..8")
@@ -469,7 +478,7 @@ def action_repeat(config: Config) -> int:
 
 def save(config: Config, path: Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    from planet.utils import atomic_write_text  # noqa: PLC0415
+    from planet.utils import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 

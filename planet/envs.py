@@ -10,6 +10,12 @@ the agent acts every ``action_repeat`` control steps, so an episode has
 ``episode_env_steps // action_repeat`` agent steps, and the reward of an agent step is the
 sum of the rewards of its repeated control steps. Only one frame is rendered per agent
 step, at the end, because rendering (~15-20 ms on the CPU) costs ~100x a physics step.
+
+True state (for the state diagnostics of P Fig. 11, planet/diagnostics.py; never seen by the agent): dm_control's
+observation dict of the task (e.g. cartpole: ``position`` [3], ``velocity`` [2]; the groups G's `scripts/tasks.py`
+lists as ``state_components``, reward aside) at the rendered frame, flattened in the dict's order into one float32
+vector by :meth:`PixelEnv.state`; :attr:`PixelEnv.state_groups` names the groups and their sizes. dm_control
+computes the dict at every control step anyway, so keeping the last one costs nothing.
 """
 
 from __future__ import annotations
@@ -107,7 +113,7 @@ def check_rendering() -> None:
             if frame.shape != (8, 8, 3):
                 raise RuntimeError(f"unexpected frame shape {frame.shape}")
             _RENDER_STATUS = ""
-        except Exception as exc:  # noqa: BLE001 - every backend fails differently
+        except Exception as exc:
             if backend in _INSTALL_HINTS:
                 hint = (
                     f"{_INSTALL_HINTS[backend]}; or pick another backend with "
@@ -200,9 +206,14 @@ class PixelEnv:
             )
         self.action_dim = int(aspec.shape[0])
         self._action_dtype = aspec.dtype
+        # Names and sizes of the observation dict's groups, in its order (a scalar such as walker's height is 1).
+        self.state_groups: list[tuple[str, int]] = [
+            (str(name), int(np.prod(spec.shape))) for name, spec in self._env.observation_spec().items()
+        ]
+        self._observation: Any = None  # dm_control's observation dict of the current frame
 
         # dm_control's own time limit in control steps (1000 for all six tasks).
-        step_limit = float(self._env._step_limit)  # noqa: SLF001 - no public accessor
+        step_limit = float(self._env._step_limit)
         if self.episode_env_steps > step_limit:
             raise ValueError(
                 f"episode_env_steps={episode_env_steps} exceeds dm_control's time limit of "
@@ -251,7 +262,7 @@ class PixelEnv:
             raise RuntimeError("environment is closed")
         if seed is not None:
             self._env.task.random.seed(int(seed))
-        self._env.reset()
+        self._observation = self._env.reset().observation
         self._agent_steps = 0
         self._done = False
         return self._frame(self.image_size)
@@ -280,6 +291,7 @@ class PixelEnv:
             if ts.last():
                 last = True
                 break
+        self._observation = ts.observation
         self._agent_steps += 1
         at_limit = self._agent_steps >= self.max_agent_steps
         if at_limit and self._limit_coincides and not last:
@@ -290,6 +302,19 @@ class PixelEnv:
         # dm_control may end an episode earlier than our count (task termination).
         self._done = at_limit or last
         return self._frame(self.image_size), reward, self._done
+
+    @property
+    def state_size(self) -> int:
+        """Length of :meth:`state`: the sum of the sizes in :attr:`state_groups`."""
+        return sum(size for _, size in self.state_groups)
+
+    def state(self) -> np.ndarray:
+        """The true simulator state of the current frame: the task's observation dict flattened in the order of
+        :attr:`state_groups`, float32 [state_size] (for diagnostics only; the agent sees pixels)."""
+        if self._observation is None:
+            raise RuntimeError("no state before reset()")
+        return np.concatenate([np.ravel(self._observation[name]) for name, _ in self.state_groups]).astype(
+            np.float32, copy=False)
 
     def render(self, size: int) -> np.ndarray:
         """An RGB frame of the current state at ``size`` x ``size`` (e.g. for videos).

@@ -42,7 +42,7 @@ def collect_frame(records: list[dict], start: float | None = None) -> pd.DataFra
 
 def plot(frame: pd.DataFrame, path: Path, title: str, thresholds: list[tuple[float, float]],
          collect: pd.DataFrame | None = None) -> None:
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     axes = fig.subplots(1, 2)

@@ -10,11 +10,16 @@ reward received for that transition:
     action   | 0 (no a_-1)  | a_0  | a_1  | ... | a_{T-1}
     reward   | 0            | r_1  | r_2  | ... | r_T       (r_t is earned by a_{t-1}, arriving with o_t)
 
-Arrays per episode: ``obs`` uint8 [T+1, H, W, C], ``action`` float32 [T+1, A], ``reward`` float32 [T+1].
+Arrays per episode: ``obs`` uint8 [T+1, H, W, C], ``action`` float32 [T+1, A], ``reward`` float32 [T+1], and
+optionally ``state`` float32 [T+1, S]: the true simulator state at o_t (dm_control's observation dict flattened, see
+planet/envs.py), whose groups' names and sizes the metadata lists under ``state_groups`` ([[name, size], ...], in
+order). Only the state diagnostics (P Fig. 11, planet/diagnostics.py) read it: it is written to disk but not kept in
+the in-RAM buffer, so training neither samples nor pays for it. Episode files written before it existed have no
+``state`` and load as before.
 A training chunk is L consecutive rows of ONE episode (chunks never cross an episode boundary), so a
 chunk starting at row k gives the model (o_k..o_{k+L-1}, a_{k-1}..a_{k+L-2}, r_k..r_{k+L-1}).
 
-On disk: one uncompressed ``episode_{index:06d}.npz`` per episode (keys obs, action, reward, metadata),
+On disk: one uncompressed ``episode_{index:06d}.npz`` per episode (keys obs, action, reward, [state,] metadata),
 written atomically (temp file ``.tmp-episode_...`` in the same directory, fsync, ``os.replace``). In RAM: one
 preallocated uint8 frame buffer; frames are never converted to float here (5-bit quantisation and
 dequantisation noise belong to the consumer).
@@ -32,6 +37,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "STATE_GROUPS_KEY",
+    "STATE_KEY",
     "CorruptEpisodeError",
     "ReplayCapacityError",
     "Replay",
@@ -41,10 +48,12 @@ __all__ = [
 ]
 
 EPISODE_KEYS = ("obs", "action", "reward")
+STATE_KEY = "state"  # optional: the true simulator state per row (module docstring)
+STATE_GROUPS_KEY = "state_groups"  # metadata: [[name, size], ...] of the state's groups
 _METADATA_KEY = "metadata"
 _TMP_PREFIX = ".tmp-"
 _EPISODE_RE = re.compile(r"^episode_(\d{6,})\.npz$")
-_EXPECTED = {"obs": (np.uint8, 4), "action": (np.float32, 2), "reward": (np.float32, 1)}
+_EXPECTED = {"obs": (np.uint8, 4), "action": (np.float32, 2), "reward": (np.float32, 1), STATE_KEY: (np.float32, 2)}
 
 
 class CorruptEpisodeError(RuntimeError):
@@ -68,12 +77,14 @@ def _episode_problem(episode: dict[str, np.ndarray]) -> str | None:
     """Describe what is wrong with an episode dict, or None if it is valid."""
     missing = [k for k in EPISODE_KEYS if k not in episode]
     if missing:
-        return f"missing key(s) {missing}; expected exactly {list(EPISODE_KEYS)}"
-    extra = sorted(set(episode) - set(EPISODE_KEYS))
+        return f"missing key(s) {missing}; expected {list(EPISODE_KEYS)} (and optionally '{STATE_KEY}')"
+    extra = sorted(set(episode) - {*EPISODE_KEYS, STATE_KEY})
     if extra:
         # Refuse rather than silently drop data the caller thinks is stored.
-        return f"unexpected key(s) {extra}; expected exactly {list(EPISODE_KEYS)}"
+        return f"unexpected key(s) {extra}; expected {list(EPISODE_KEYS)} (and optionally '{STATE_KEY}')"
     for key, (dtype, ndim) in _EXPECTED.items():
+        if key not in episode:
+            continue
         value = episode[key]
         if not isinstance(value, np.ndarray):
             return f"key '{key}' is {type(value).__name__}, expected np.ndarray"
@@ -81,14 +92,14 @@ def _episode_problem(episode: dict[str, np.ndarray]) -> str | None:
             return f"key '{key}' has dtype {value.dtype}, expected {np.dtype(dtype)}"
         if value.ndim != ndim:
             return f"key '{key}' has shape {value.shape} ({value.ndim}-d), expected {ndim}-d"
-    lengths = {k: episode[k].shape[0] for k in EPISODE_KEYS}
+    lengths = {k: v.shape[0] for k, v in episode.items()}
     if len(set(lengths.values())) != 1:
         return f"inconsistent number of rows per key {lengths} (all must be T+1)"
     if lengths["obs"] < 1:
         return "episode has 0 rows (at least the reset row is required)"
-    for key in ("action", "reward"):
+    for key in ("action", "reward", STATE_KEY):
         # A NaN stored once poisons every batch that samples it; catch it at the boundary.
-        if not np.isfinite(episode[key]).all():
+        if key in episode and not np.isfinite(episode[key]).all():
             return f"key '{key}' contains non-finite values"
     return None
 
@@ -137,7 +148,7 @@ def save_episode(path: Path, episode: dict[str, np.ndarray], metadata: dict) -> 
     fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + "-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: episode[k] for k in EPISODE_KEYS}, **{_METADATA_KEY: np.array(metadata_json)})
+            np.savez(f, **{k: episode[k] for k in _stored_keys(episode)}, **{_METADATA_KEY: np.array(metadata_json)})
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
@@ -151,8 +162,14 @@ def save_episode(path: Path, episode: dict[str, np.ndarray], metadata: dict) -> 
     _fsync_directory(path.parent)
 
 
+def _stored_keys(episode: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """The array keys an episode file holds: obs, action, reward, and state where the episode has one."""
+    return (*EPISODE_KEYS, STATE_KEY) if STATE_KEY in episode else EPISODE_KEYS
+
+
 def load_episode(path: Path) -> tuple[dict[str, np.ndarray], dict]:
-    """Read and validate one episode file; any failure raises CorruptEpisodeError naming the file."""
+    """Read and validate one episode file; any failure raises CorruptEpisodeError naming the file. The episode has
+    a ``state`` array only if the file holds one (files written before states were stored have none)."""
     path = Path(path)
 
     def corrupt(what: str) -> CorruptEpisodeError:
@@ -168,7 +185,7 @@ def load_episode(path: Path) -> tuple[dict[str, np.ndarray], dict]:
             if missing:
                 raise corrupt(f"missing key(s) {missing} (has {sorted(archive.files)})")
             # Indexing reads each member fully, so zip CRC checks run here, inside the try.
-            episode = {k: archive[k] for k in EPISODE_KEYS}
+            episode = {k: archive[k] for k in (*EPISODE_KEYS, STATE_KEY) if k in archive.files}
             metadata_raw = archive[_METADATA_KEY]
     except (CorruptEpisodeError, FileNotFoundError):
         raise
@@ -325,7 +342,8 @@ class Replay:
         self._num_steps = start + rows
 
     def add(self, episode: dict[str, np.ndarray], metadata: dict | None = None) -> int:
-        """Store one episode (file first, then memory) and return its index."""
+        """Store one episode (file first, then memory) and return its index; a ``state`` array goes to the file
+        only (see the module docstring)."""
         index = self.next_index
         problem = _episode_problem(episode)
         if problem is not None:

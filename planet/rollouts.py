@@ -21,7 +21,7 @@ from planet.agents import MPCAgent, RandomAgent
 from planet.config import Config
 from planet.envs import PixelEnv, episode_seed
 from planet.models import WorldModel
-from planet.replay import Replay, SeedEpisodesError, load_episode
+from planet.replay import STATE_GROUPS_KEY, Replay, SeedEpisodesError, load_episode
 from planet.utils import numpy_generator, torch_generator
 
 
@@ -55,7 +55,8 @@ def run_episodes(envs: list[PixelEnv], seeds: list[int], agent, explore: bool,
                  desc: str | None = None) -> list[dict[str, np.ndarray]]:
     """Run one episode in each env in lockstep (equal lengths), acting for all of them with one `act` call.
 
-    Returns episodes in the replay's layout: row t = (o_t, a_{t-1}, r_t), T+1 rows, row 0 = reset.
+    Returns episodes in the replay's layout: row t = (o_t, a_{t-1}, r_t, state_t), T+1 rows, row 0 = reset, where
+    state_t is the true simulator state at o_t (`PixelEnv.state`; the agent never sees it).
     """
     n = len(envs)
     steps = envs[0].max_agent_steps
@@ -64,15 +65,18 @@ def run_episodes(envs: list[PixelEnv], seeds: list[int], agent, explore: bool,
     obs = np.empty((n, steps + 1, *envs[0].obs_shape), np.uint8)
     actions = np.zeros((n, steps + 1, action_dim), np.float32)
     rewards = np.zeros((n, steps + 1), np.float32)
+    states = np.empty((n, steps + 1, envs[0].state_size), np.float32)
     for i, (env, seed) in enumerate(zip(envs, seeds, strict=True)):
         obs[i, 0] = env.reset(seed=seed)
+        states[i, 0] = env.state()
     agent.reset(n)
     for t in tqdm(range(1, steps + 1), desc=desc, leave=False, disable=desc is None):
         action = agent.act(obs[:, t - 1], explore)
         for i, env in enumerate(envs):
             obs[i, t], rewards[i, t], _ = env.step(action[i])
+            states[i, t] = env.state()
         actions[:, t] = action
-    return [{"obs": obs[i], "action": actions[i], "reward": rewards[i]} for i in range(n)]
+    return [{"obs": obs[i], "action": actions[i], "reward": rewards[i], "state": states[i]} for i in range(n)]
 
 
 def evaluate(model: WorldModel, config: Config, device: torch.device, episodes: int, split: str,
@@ -125,7 +129,8 @@ def collect_episode(config: Config, env: PixelEnv, replay: Replay, index: int, p
     (episode,) = run_episodes([env], [seed], agent, explore=True, desc=f"collect {index}" if progress else None)
     ret = float(episode["reward"].sum())
     replay.add(episode, {"task": config.task, "seed": config.seed, "split": "train", "index": index,
-                         "policy": policy, "return": ret, "action_repeat": env.action_repeat})
+                         "policy": policy, "return": ret, "action_repeat": env.action_repeat,
+                         STATE_GROUPS_KEY: env.state_groups})
     return ret
 
 

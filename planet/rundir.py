@@ -7,7 +7,9 @@ A run directory holds one run: its config (``config.yaml``), its files, and, onc
   MLflow run marked replaced (nothing is ever deleted).
 - :func:`finished` returns the summary of a complete run, so that a rerun has nothing to do.
 - :func:`run_name` names a run by variant, task and seed; :func:`git_tags` records the code it ran.
-- :func:`tracking_uri` is the MLflow store the run's tracking continues in; :func:`load_model` its trained model.
+- :func:`tracking_uri` is the MLflow store the run's tracking continues in; :func:`load_model` its trained model;
+  :func:`tracker` continues its MLflow run for commands that add results to a trained run (`planet evaluate`,
+  `planet diagnose`), :func:`variant` and :func:`progress` say what the run is and how far it got.
 
 Configs are either the agent's :class:`~planet.config.Config` (identity: every section but ``run``) or, for the
 baselines, a plain mapping (identity: all of it).
@@ -30,8 +32,9 @@ import yaml
 
 from planet import config as config_lib
 from planet.config import Config, ConfigError
-from planet.tracking import RUN_FILE, mark_replaced
-from planet.utils import atomic_write_text
+from planet.tasks import is_multitask
+from planet.tracking import RUN_FILE, TAGS_FILE, Tracker, mark_replaced
+from planet.utils import PlanetError, atomic_write_text
 
 if TYPE_CHECKING:
     import torch
@@ -155,18 +158,52 @@ def tracking_uri(run_dir: Path) -> str | None:
     return None
 
 
+def variant(run_dir: Path) -> str | None:
+    """The pipeline variant RUN was trained as (its ``variant`` tag, e.g. ``gru``), or None outside the pipeline."""
+    path = Path(run_dir) / TAGS_FILE
+    return json.loads(path.read_text()).get("variant") if path.exists() else None
+
+
+def progress(run_dir: Path) -> dict[str, Any]:
+    """The counters of RUN's latest checkpoint (``progress.json``: episodes, updates, env_steps); {} before it."""
+    path = Path(run_dir) / "progress.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def tracker(run_dir: Path, config: Config) -> Tracker:
+    """A tracker that continues RUN's own MLflow run (its store whatever the working directory, its experiment and
+    name), for results added to a trained run; the metrics also go to RUN/metrics.jsonl."""
+    return Tracker(run_dir, experiment=config.run.experiment, run_name=config.run_name(variant(run_dir)),
+                   params=config.to_dict(), tags={}, enabled=config.run.mlflow, tracking_uri=tracking_uri(run_dir))
+
+
+def write_result(run_dir: Path, name: str, result: Mapping[str, Any], out: Path | None = None) -> Path:
+    """Write a result of RUN as RUN/NAME (JSON, atomically; the file its MLflow run shows, named for what it is) and
+    a copy to ``out`` (the pipeline's RESULTS/... file) if given; returns RUN/NAME."""
+    text = json.dumps(result, indent=2)
+    own = Path(run_dir) / name
+    atomic_write_text(own, text)
+    if out and Path(out).resolve() != own.resolve():
+        atomic_write_text(Path(out), text)
+    return own
+
+
 def load_model(run_dir: Path, device: torch.device) -> tuple[Config, WorldModel]:
     """The config and trained model of a run (final weights if complete, else the latest checkpoint)."""
-    import torch  # noqa: PLC0415
+    import torch
 
-    from planet.models import WorldModel  # noqa: PLC0415
-    from planet.rollouts import make_env  # noqa: PLC0415
+    from planet.models import WorldModel
+    from planet.rollouts import make_env
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / CONFIG_FILE
     if not cfg_path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no {CONFIG_FILE}); pass the --out of a train run")
     cfg = config_lib.load(cfg_path)
+    if is_multitask(cfg.task):
+        raise PlanetError(f"{run_dir} is a multi-task run (--task {cfg.task}); `planet evaluate` and `planet diagnose` "
+                          "take single-task runs - its per-task evaluations are its eval/TASK/* metrics and the views "
+                          "under RESULTS/runs/multitask/TASK/")
     probe = make_env(cfg)
     model = WorldModel(cfg.model, probe.action_dim).to(device)
     probe.close()

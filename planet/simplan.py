@@ -52,7 +52,7 @@ ModelFields = dict[str, Any]
 
 
 def _state_sig() -> int:
-    import mujoco  # noqa: PLC0415 - lazy, like every dm_control/mujoco import of this package
+    import mujoco
 
     return int(mujoco.mjtState.mjSTATE_INTEGRATION)
 
@@ -106,7 +106,7 @@ def _set_model_field(model: Any, name: str, value: Any) -> None:
 
 def load_simulator(task: str) -> Any:
     """A dm_control ``control.Environment`` of `task` (a `planet.envs.TASKS` name) for rollouts; never rendered."""
-    from dm_control import suite  # noqa: PLC0415
+    from dm_control import suite
 
     spec = get_task(task)
     return suite.load(spec.domain, spec.task, environment_kwargs={"flat_observation": False})
@@ -119,7 +119,7 @@ def _sequence_return(sim: Any, actions: np.ndarray, action_repeat: int, n_sub_st
     `PixelEnv.step` (rewards summed per agent step, then over agent steps, in the same order). A task termination
     ends the sequence; a divergent simulation (``PhysicsError``) scores -inf, since the real environment would fail.
     """
-    from dm_control.rl.control import PhysicsError  # noqa: PLC0415
+    from dm_control.rl.control import PhysicsError
 
     physics, task = sim.physics, sim.task
     total = 0.0
@@ -232,7 +232,7 @@ class SimulatorPlanner:
         action_repeat: int | None = None,
         episode_env_steps: int = 1000,
     ) -> None:
-        from planet.utils import torch_generator  # noqa: PLC0415 - keeps torch out of the pool's workers
+        from planet.utils import torch_generator
 
         spec = get_task(task)
         for name, value in (("horizon", horizon), ("iterations", iterations), ("candidates", candidates),
@@ -268,9 +268,9 @@ class SimulatorPlanner:
 
     def plan(self, env: PixelEnv) -> np.ndarray:
         """CEM from the environment's current state; returns the first action of the final mean (float64 [A])."""
-        import torch  # noqa: PLC0415
+        import torch
 
-        from planet.planner import cem  # noqa: PLC0415
+        from planet.planner import cem
 
         if env.task != self.task or env.action_repeat != self.action_repeat:
             raise ValueError(f"planner is for {self.task} with action repeat {self.action_repeat}, got {env!r}")

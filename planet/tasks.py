@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TASKS", "TaskSpec", "get_task"]
+__all__ = ["ALL_TASKS", "TASKS", "TaskSpec", "get_task", "is_multitask", "task_list"]
 
 
 @dataclass(frozen=True)
@@ -35,3 +35,26 @@ def get_task(name: str) -> TaskSpec:
         return TASKS[name]
     except (KeyError, TypeError):
         raise ValueError(f"Unknown task {name!r}; valid tasks are: {', '.join(TASKS)}") from None
+
+
+# One agent for several tasks (P Figs. 6, 7): a run's task is "all" (the six, in the paper's order) or task names
+# joined by "+" (e.g. "cartpole_swingup+reacher_easy"); planet/multitask.py trains it.
+ALL_TASKS = "all"
+
+
+def task_list(name: str) -> list[str]:
+    """The tasks a run's task name stands for: one task, the six for ``"all"``, or the "+"-joined tasks in the
+    order given (no repeats). Raises ValueError naming the valid tasks."""
+    if name == ALL_TASKS:
+        return list(TASKS)
+    names = name.split("+") if isinstance(name, str) else [name]
+    for task in names:
+        get_task(task)
+    if len(set(names)) != len(names):
+        raise ValueError(f"task {name!r} names a task twice")
+    return names
+
+
+def is_multitask(name: str) -> bool:
+    """Whether a run's task name stands for more than one task (one agent trained on all of them)."""
+    return len(task_list(name)) > 1

@@ -12,12 +12,15 @@ and tracking. Everything a run writes lives in its run directory::
     RUN/summary.json       written last: the run is complete
 
 Step axis: ``env_steps`` counts environment steps after action repeat (1000 per episode) over training episodes.
+The loop runs in rounds (C updates, then `collect_round`): one episode here, one of each task for the agent of
+several tasks (planet/multitask.py, paper Figs. 6, 7), which reuses this loop through the hooks `_build_envs`,
+`collect_round` and `_evaluate_and_log`.
 
 Randomness: each component owns a generator derived from (run seed, name). Episodes are seeded per index
 (planet/rollouts.py), so the only generators carried in checkpoints are the training one and the replay's.
 
 Rooms: episodes and evaluation live in planet/rollouts.py, the run directory's lifecycle (config check, archive,
-naming) in planet/rundir.py, the run's files and MLflow mirror in planet/tracking.py; this module is the loop.
+naming) in planet/rundir.py, the run's files and MLflow mirror in planet/tracking/; this module is the loop.
 """
 
 from __future__ import annotations
@@ -76,10 +79,7 @@ class Trainer:
             torch.set_num_threads(cfg.run.threads)
         if self.device.type == "cuda":
             cuda_defaults(cfg.compute.tf32)
-        self.pool = EnvPool(cfg)
-        probe = self.pool.get(1)[0]
-        self.action_dim, self.obs_shape = probe.action_dim, probe.obs_shape
-        self.agent_steps = probe.max_agent_steps
+        self._build_envs()
         torch.manual_seed(derive_seed(cfg.seed, "init"))  # parameter initialisation only
         self.model = WorldModel(cfg.model, self.action_dim).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.learning_rate, eps=cfg.train.adam_eps)
@@ -91,7 +91,7 @@ class Trainer:
         self.update_dtype = precision.resolve(cfg.compute.update_precision, self.device)
         self.replay = Replay(
             self.run_dir / "episodes", self.obs_shape, self.action_dim,
-            capacity_steps=cfg.train.episodes * (self.agent_steps + 1), seed=derive_seed(cfg.seed, "replay"),
+            capacity_steps=self.replay_capacity, seed=derive_seed(cfg.seed, "replay"),
         )
         tags = {
             "task": cfg.task, "seed": str(cfg.seed), "agent_preset": cfg.preset, "model": cfg.model.kind,
@@ -105,6 +105,14 @@ class Trainer:
             run_name=cfg.run_name(self.extra_tags.get("variant")), params=cfg.to_dict(), tags=tags,
             enabled=cfg.run.mlflow, tracking_uri=rundir.tracking_uri(self.run_dir),
         )
+
+    def _build_envs(self) -> None:
+        """The environments (`self.pool`), the model's action size and frame shape, and the replay's capacity in rows
+        (planet/multitask.py builds those of several tasks)."""
+        self.pool = EnvPool(self.config)
+        probe = self.pool.get(1)[0]
+        self.action_dim, self.obs_shape = probe.action_dim, probe.obs_shape
+        self.replay_capacity = self.config.train.episodes * (probe.max_agent_steps + 1)
 
     # ---- checkpoints
 
@@ -209,6 +217,20 @@ class Trainer:
         self.counters.updates += 1
         return metrics
 
+    episodes_per_round = 1
+    """Training episodes collected per round (C updates, then one episode of each task): 1 here; the multi-task agent
+    (planet/multitask.py) collects one per task. `train.episodes`, `train.seed_episodes`, `eval.every` and
+    `run.checkpoint_every` count rounds, i.e. episodes per task."""
+
+    @property
+    def rounds(self) -> int:
+        """Collection rounds so far (episodes per task)."""
+        return self.counters.episodes // self.episodes_per_round
+
+    def collect_round(self, policy: str) -> dict[str, float]:
+        """Collect one round of training episodes; returns its `collect/*` scalars (`collect/return` at least)."""
+        return {"collect/return": self.collect(self.counters.episodes, policy)}
+
     def collect(self, index: int, policy: str) -> float:
         env = self.pool.get(1)[0]
         ret = collect_episode(self.config, env, self.replay, index, policy, self.model, self.device, self.progress)
@@ -264,41 +286,42 @@ class Trainer:
         cfg = self.config
         c = self.counters
         start_wall = time.perf_counter()
-        bar = tqdm(total=cfg.train.episodes, initial=c.episodes, desc=f"{cfg.task} seed {cfg.seed}", unit="ep",
+        bar = tqdm(total=cfg.train.episodes, initial=self.rounds, desc=f"{cfg.task} seed {cfg.seed}", unit="ep",
                    disable=not self.progress)
         if c.episodes == 0 and seed_files:
             self._import_seed_episodes(seed_files)
             self.save_checkpoint()  # a resume must not import them twice
             bar.update(c.episodes)
-        while c.episodes < cfg.train.seed_episodes:
-            ret = self.collect(c.episodes, "random")
-            self.tracker.log_metrics({"collect/return": ret, "episodes": float(c.episodes)}, step=self.env_steps)
+        while self.rounds < cfg.train.seed_episodes:
+            collected = self.collect_round("random")
+            self.tracker.log_metrics({**collected, "episodes": float(self.rounds)}, step=self.env_steps)
             self.save_checkpoint()
             bar.update(1)
         last_eval: dict[str, float] = {}
-        while c.episodes < cfg.train.episodes:
+        while self.rounds < cfg.train.episodes:
             t0 = time.perf_counter()
             metrics = [self.update() for _ in range(cfg.train.updates_per_episode)]
             update_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            ret = self.collect(c.episodes, cfg.collect.policy)
+            collected = self.collect_round(cfg.collect.policy)
             collect_s = time.perf_counter() - t1
-            logged = {"collect/return": ret, "episodes": float(c.episodes), "updates": float(c.updates),
+            logged = {**collected, "episodes": float(self.rounds), "updates": float(c.updates),
                       "perf/collect_s": collect_s,
-                      "perf/env_steps_per_s": cfg.env.episode_env_steps / collect_s}
+                      "perf/env_steps_per_s": self.episodes_per_round * cfg.env.episode_env_steps / collect_s}
             if metrics:
                 logged.update({f"train/{k}": float(torch.stack([m[k] for m in metrics]).float().mean())
                                for k in metrics[0]})
                 logged["train/lr"] = self.scheduler.get_last_lr()[0]
                 logged["perf/updates_per_s"] = len(metrics) / update_s
             self.tracker.log_metrics(logged, step=self.env_steps)
-            final = c.episodes == cfg.train.episodes
-            if final or (cfg.eval.every and c.episodes % cfg.eval.every == 0):
+            final = self.rounds == cfg.train.episodes
+            if final or (cfg.eval.every and self.rounds % cfg.eval.every == 0):
                 last_eval = self._evaluate_and_log(final)
-            if final or c.episodes % cfg.run.checkpoint_every == 0:
+            if final or self.rounds % cfg.run.checkpoint_every == 0:
                 self.save_checkpoint()
             bar.update(1)
-            bar.set_postfix(ret=f"{ret:.0f}", eval=f"{last_eval.get('eval/return_mean', float('nan')):.0f}")
+            bar.set_postfix(ret=f"{collected['collect/return']:.0f}",
+                            eval=f"{last_eval.get('eval/return_mean', float('nan')):.0f}")
         bar.close()
         if not last_eval:  # e.g. train.episodes == train.seed_episodes
             last_eval = self._evaluate_and_log(True)

@@ -112,7 +112,7 @@ def retain_freed_memory() -> bool:
     """
     if os.environ.get("PLANET_RETAIN_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
         return False
-    import ctypes  # noqa: PLC0415
+    import ctypes
 
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -162,13 +162,13 @@ def claim_gpu(count: int, lock_dir: Path | None = None) -> int:
     One lock file per GPU (`flock`, released by the kernel when the process dies, so a killed job frees its GPU).
     If every GPU is claimed, the least recently claimed one is shared (jobs then queue on it).
     """
-    import fcntl  # noqa: PLC0415
+    import fcntl
 
     lock_dir = Path(lock_dir or os.environ.get("PLANET_GPU_LOCK_DIR") or
                     Path(tempfile.gettempdir()) / f"planet-gpus-{os.getuid()}")
     lock_dir.mkdir(parents=True, exist_ok=True)
     for index in range(count):
-        fh = open(lock_dir / f"gpu{index}.lock", "a+")  # noqa: SIM115 - kept open while the GPU is held
+        fh = open(lock_dir / f"gpu{index}.lock", "a+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

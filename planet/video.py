@@ -24,7 +24,7 @@ viewer, 192 px can be watched (a 500-frame walker episode: 1.6 MB at 1x, 5.2 MB 
 
 def save_gif(path: Path, frames: np.ndarray, fps: int = 20, scale: int = GIF_SCALE) -> None:
     """uint8 frames [T, H, W, 3] -> animated GIF enlarged ``scale`` times, written atomically."""
-    import imageio.v3 as iio  # noqa: PLC0415
+    import imageio.v3 as iio
 
     frames = np.asarray(frames, np.uint8).repeat(scale, 1).repeat(scale, 2)
     data = iio.imwrite("<bytes>", frames, extension=".gif", duration=1000 / fps, loop=0)
@@ -70,7 +70,7 @@ def label_openloop(strip: np.ndarray, context: int) -> Image.Image:
     """The strip of :func:`openloop_strip` as a person reads it: rows named "truth" and "model", the first
     ``context`` columns headed "context" (posterior reconstructions of observed frames) and the rest "open loop"
     (the prior predicting from the true actions alone), a red line between them."""
-    from PIL import Image, ImageDraw  # noqa: PLC0415
+    from PIL import Image, ImageDraw
 
     frame = strip.shape[0] // 2
     canvas = Image.new("RGB", (LABEL_MARGIN + strip.shape[1], LABEL_HEADER + strip.shape[0]), "white")
@@ -90,7 +90,7 @@ def label_openloop(strip: np.ndarray, context: int) -> Image.Image:
 
 def save_labelled_png(path: Path, image: Image.Image) -> None:
     """Write a labelled strip atomically, keeping its text chunk (so that tools can tell it from a raw strip)."""
-    from PIL.PngImagePlugin import PngInfo  # noqa: PLC0415
+    from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
     for key, value in image.info.items():
@@ -101,7 +101,7 @@ def save_labelled_png(path: Path, image: Image.Image) -> None:
 
 
 def _font() -> ImageFont.ImageFont:
-    from PIL import ImageFont  # noqa: PLC0415
+    from PIL import ImageFont
 
     try:
         return ImageFont.load_default(size=13)

@@ -39,11 +39,12 @@ def run_args(command: str, out: Path, *extra: str, task: str = TASK) -> list[str
 # Help.
 
 OPTIONS = {
-    (): ["train", "collect", "evaluate", "config", "bench", "--verbose", "--help"],
+    (): ["train", "collect", "evaluate", "diagnose", "config", "bench", "--verbose", "--help"],
     ("train",): ["--task", "--preset", "--seed", "--out", "--device", "--init-episodes", "--tag", "--no-progress",
                  "KEY=VALUE", "--help"],
     ("collect",): ["--task", "--preset", "--seed", "--out", "--no-progress", "KEY=VALUE", "--help"],
     ("evaluate",): ["--run", "--episodes", "--device", "--no-progress", "--help"],
+    ("diagnose",): ["--run", "--out", "--device", "--threads", "--no-progress", "KEY=VALUE", "--help"],
     ("config",): ["--task", "--preset", "--seed", "KEY=VALUE", "--help"],
     ("bench",): ["--device", "--repeats", "--quick", "--threads", "--help"],
     ("baseline",): ["sac", "simulator", "--help"],
@@ -118,7 +119,7 @@ def test_unknown_preset_lists_valid_presets(tmp_path):
 
 
 def test_config_prints_resolved_config():
-    import yaml  # noqa: PLC0415
+    import yaml
 
     code, out, _ = run_main(["config", "--task", TASK, "--preset", "debug", "--seed", "3", "planner.horizon=5"])
     assert code == 0
@@ -127,6 +128,7 @@ def test_config_prints_resolved_config():
     assert tree["planner"]["horizon"] == 5 and tree["env"]["episode_env_steps"] == 160
 
 
+@pytest.mark.slow
 def test_resume_with_changed_config_is_refused(tmp_path):
     """The run directory keeps its config: a different one is refused, naming the key, and nothing is touched."""
     run = tmp_path / "run"
@@ -150,6 +152,18 @@ def test_evaluate_without_a_run_fails_clearly(tmp_path):
     assert code == 1 and "not a run directory" in err and "Traceback" not in err
     with pytest.raises(FileNotFoundError, match="not a run directory"):  # --debug: the traceback, for developers
         run_main(["--debug", "evaluate", "--run", str(tmp_path / "nothing"), "--no-progress"])
+
+
+
+def test_evaluate_refuses_a_multitask_run_in_one_line(tmp_path):
+    from planet import config as config_lib
+
+    run = tmp_path / "mt"
+    run.mkdir()
+    config_lib.save(config_lib.resolve("all", "debug", 0), run / "config.yaml")
+    for command in (["evaluate", "--run", str(run), "--no-progress"], ["diagnose", "--run", str(run), "--no-progress"]):
+        code, _, err = run_main(command)
+        assert code == 1 and "is a multi-task run" in err and "Traceback" not in err, err
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -147,6 +147,7 @@ def test_nonfinite_action_raises(make_env) -> None:
 # --------------------------------------------------------------------------- episode length
 
 
+@pytest.mark.slow
 def test_full_episode_is_1000_env_steps(make_env) -> None:
     env = make_env("cartpole_swingup", seed=0)  # R=8, dm_control's real 1000-step limit
     assert env.max_agent_steps == 125

@@ -105,7 +105,7 @@ def test_encoder_decoder_shapes():
 def test_fast_paths_compute_the_plain_layers():
     """Speed work keeps the function: the encoder's channels-last layout and the decoder's first deconvolution
     done as a matrix multiply give the plain NCHW layers' outputs (and gradients) to float32 rounding."""
-    import torch.nn.functional as F  # noqa: PLC0415
+    import torch.nn.functional as F
 
     torch.manual_seed(0)
     enc, dec = Encoder(4), Decoder(11, 4)
@@ -125,7 +125,7 @@ def test_fast_paths_compute_the_plain_layers():
 
 
 def test_retain_freed_memory_is_optional(monkeypatch):
-    from planet import utils  # noqa: PLC0415
+    from planet import utils
 
     monkeypatch.setenv("PLANET_RETAIN_FREED_MEMORY", "0")
     assert utils.retain_freed_memory() is False

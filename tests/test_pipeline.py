@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # the slow lane: every test here runs Snakemake (seconds; the smoke pipeline minutes)
+
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_FILES = ["Snakefile", "workflow", "params", "profiles", "dvc.yaml", "planet/data/published_scores.csv"]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -57,16 +59,21 @@ def job_counts(output: str) -> dict[str, int]:
     [
         # the paper: 6 tasks x 5 seeds of seed episodes; 11 variants x 6 tasks x 5 seeds of training/evaluation;
         # baselines: SAC on 6 tasks x 5 seeds + CEM with the true simulator on 6 tasks x seed 0
-        ("paper", {"collect_seed_episodes": 30, "train": 330, "evaluate": 330, "baseline": 36, "report": 1,
-                   "init_tracking": 1}),
-        # cpu: cartpole x 3 seeds; planet, gru, ssm; SAC x 3 seeds + simulator x 1
-        ("cpu", {"collect_seed_episodes": 3, "train": 9, "evaluate": 9, "baseline": 4, "report": 1,
-                 "init_tracking": 1}),
-        # cpu100k: planet on the six tasks, seed 0, no baselines (issue 10's campaign)
-        ("cpu100k", {"collect_seed_episodes": 6, "train": 6, "evaluate": 6, "report": 1, "init_tracking": 1}),
-        # smoke: planet on six tasks + ten ablations on cartpole, one seed; SAC and simulator on cartpole
-        ("smoke", {"collect_seed_episodes": 6, "train": 16, "evaluate": 16, "baseline": 2, "report": 1,
-                   "init_tracking": 1}),
+        # CEM grid (Fig. 12) on cheetah: the default planner + 14 one-at-a-time variations
+        # state diagnostics (Fig. 11): planet, gru, ssm, overshooting, drnn x 6 tasks x 5 seeds
+        # one agent for all tasks (Figs. 6, 7): one job per seed, its per-task views not evaluated on the test split
+        ("paper", {"collect_seed_episodes": 30, "train": 330, "evaluate": 330, "baseline": 36, "cem_grid": 15,
+                   "diagnose": 150, "train_multitask": 5, "report": 1, "init_tracking": 1}),
+        # cpu: cartpole x 3 seeds; planet, gru, ssm (each diagnosed); SAC x 3 seeds + simulator x 1
+        ("cpu", {"collect_seed_episodes": 3, "train": 9, "evaluate": 9, "baseline": 4, "cem_grid": 9, "diagnose": 9,
+                 "report": 1, "init_tracking": 1}),
+        # cpu100k: planet on the six tasks, seed 0, no baselines, no CEM grid, no diagnostics (issue 10's campaign)
+        ("cpu100k", {"collect_seed_episodes": 6, "train": 6, "evaluate": 6, "cem_grid": None, "diagnose": None,
+                     "train_multitask": None, "report": 1, "init_tracking": 1}),
+        # smoke: planet on six tasks + ten ablations on cartpole, one seed; SAC and simulator on cartpole; the five
+        # variants of the diagnostics figure diagnosed on cartpole; one multi-task job on cartpole and reacher
+        ("smoke", {"collect_seed_episodes": 6, "train": 16, "evaluate": 16, "baseline": 2, "cem_grid": 5,
+                   "diagnose": 5, "train_multitask": 1, "report": 1, "init_tracking": 1}),
     ],
 )
 def test_dry_run_lists_the_expected_jobs(tmp_path, preset, expected):
@@ -83,7 +90,7 @@ def test_every_job_is_given_the_device_its_preset_declares(tmp_path, preset, dev
     they did not declare); the simulator baseline plans on CPU physics in every preset."""
     proc = snakemake(copy_pipeline(tmp_path), "-n", "-p", "--cores", "8", "--config", f"preset={preset}")
     commands = [line for line in proc.stdout.splitlines()
-                if any(f"planet {c}" in line for c in ("train", "evaluate", "baseline"))]
+                if any(f"planet {c}" in line for c in ("train", "evaluate", "baseline", "diagnose"))]
     assert commands
     for line in commands:
         expect = "cpu" if "planet baseline simulator" in line else device
@@ -120,6 +127,20 @@ def test_lint_is_clean(tmp_path):
         # an entry no preset of this run uses is validated too
         (lambda c: c["baselines"].update(sac_big={"label": "x", "kind": "sac", "overrides": {"sac.batchsiz": 4}}),
          r"baseline 'sac_big'.*unknown config key 'sac\.batchsiz'"),
+        # the CEM grid (Fig. 12): the schema, then planet/cem_grid.py (a point whose K falls outside 1..J)
+        (lambda c: c["presets"]["smoke"]["cem_grid"].update(horizon=[0]), r"0 is less than the minimum of 1"),
+        (lambda c: c["presets"]["smoke"]["cem_grid"].update(top_k_fraction=[0.01]),
+         r"config: presets\.smoke\.cem_grid\.top_k_fraction: 0\.01 gives K = 0 of J = 16 candidates"),
+        # the state diagnostics (Fig. 11): the schema, then planet/diagnostics.py's settings, then the grid
+        (lambda c: c["presets"]["smoke"]["diagnostics"].update(task=["cartpole_swingup"]),
+         r"Additional properties are not allowed \('task'"),
+        (lambda c: c["presets"]["smoke"]["diagnostics"].update(overrides={"stepz": 3}),
+         r"config: presets\.smoke\.diagnostics \(agent preset 'debug'\): unknown config key 'stepz'"),
+        (lambda c: c["presets"]["smoke"]["diagnostics"].update(overrides={"distances": [5, 1]}),
+         r"config key 'distances': got \[5, 1\]; expected a list of increasing integers"),
+        (lambda c: [v.update(figures=[f for f in v.get("figures", []) if f != "state_diagnostics"])
+                    for v in c["variants"].values()],
+         r"config: presets\.smoke\.diagnostics: none of its variants appears in a figure of kind state_diagnostics"),
     ],
 )
 def test_bad_config_fails_with_a_clear_message(tmp_path, edit, pattern):
@@ -168,9 +189,10 @@ def test_dvc_stages_and_snakemake_targets_agree(tmp_path):
     root = copy_pipeline(tmp_path)
     preset = yaml.safe_load((ROOT / "params" / "pipeline.yaml").read_text())["preset"]
     params = {f: yaml.safe_load((ROOT / f).read_text())
-              for f in ("params/pipeline.yaml", "params/presets.yaml", "params/baselines.yaml")}
+              for f in ("params/pipeline.yaml", "params/presets.yaml", "params/baselines.yaml",
+                        "params/diagnostics.yaml")}
     stages = _dvc_stages()
-    assert list(stages) == ["seeds", "train", "evaluate", "baselines", "report"]
+    assert list(stages) == ["seeds", "train", "evaluate", "baselines", "cem_grid", "diagnostics", "report"]
     for name, stage in stages.items():
         cmd = stage["cmd"].split()
         assert cmd[:2] == ["snakemake", "--cores"], stage["cmd"]
@@ -196,9 +218,10 @@ def test_dvc_stages_and_snakemake_targets_agree(tmp_path):
                 assert file in params and keys is None, (name, file, keys)
         assert "planet" in stage["deps"] and any(d.startswith("workflow/rules/") for d in stage["deps"]), name
     # the upstream manifest each stage depends on is the output of the previous stage
-    for down, up in (("train", "seeds"), ("evaluate", "train")):
+    for down, up in (("train", "seeds"), ("evaluate", "train"), ("diagnostics", "train")):
         assert stages[down]["deps"][0] == next(iter(stages[up]["outs"][0])), (down, up)
-    for up in ("evaluate", "train", "baselines"):  # the report waits for every result stage
+    # the report waits for every result stage
+    for up in ("evaluate", "train", "baselines", "cem_grid", "diagnostics"):
         assert next(iter(stages[up]["outs"][0])) in stages["report"]["deps"], up
     # the grid lives in params/pipeline.yaml only
     text = (ROOT / "dvc.yaml").read_text()
@@ -298,25 +321,38 @@ def test_smoke_pipeline_end_to_end_with_an_interruption(tmp_path):
     assert any("resumed" in p.read_text() for p in train_logs.values()), log[-3000:]
 
     report = root / "reports" / "smoke"
-    for name in ["table1.md", "table1.tex", "table1.csv", "README.md", "metrics.json", "curves.csv"]:
+    for name in ["table1.md", "table1.tex", "table1.csv", "README.md", "metrics/cartpole_swingup.json", "curves.csv"]:
         assert (report / name).stat().st_size > 0, name
     for fig in ["curves", "ablation_models", "ablation_agents", "ablation_overshooting", "ablation_activations",
-                "aggregate"]:
+                "multitask", "cem_grid", "state_diagnostics", "aggregate", "performance_profile"]:
         for ext in ("png", "pdf"):
             assert (report / "figures" / f"{fig}.{ext}").stat().st_size > 0
     assert (report / "figures" / "openloop_planet.png").exists()
+    assert (report / "figures" / "openloop_multitask.png").exists()  # the multi-task agent's, per task (Fig. 7)
     table = (report / "table1.csv").read_text()
     for row in ["PlaNet (RSSM)", "Stochastic (SSM)", "Random shooting", "A3C", "D4PG", "CEM + true simulator",
                 "SAC + random shift (pixels, SB3)", "CEM + true simulator (here)"]:
         assert row in table
-    metrics = json.loads((report / "metrics.json").read_text())
-    assert set(metrics["planet"]) == {"cartpole_swingup", "reacher_easy", "cheetah_run", "finger_spin", "cup_catch",
-                                      "walker_walk"}
-    assert set(metrics["gru"]) == {"cartpole_swingup"}
+    metrics = {p.stem: json.loads(p.read_text()) for p in (report / "metrics").glob("*.json")}
+    assert set(metrics) == {"cartpole_swingup", "reacher_easy", "cheetah_run", "finger_spin", "cup_catch",
+                            "walker_walk"}
+    assert {v for v, cells in metrics.items() if "gru" in cells} == {"cartpole_swingup"}
     readme = (report / "README.md").read_text()
     assert "figures/curves.png" in readme and "ablation_agents.png" in readme
     assert "Activation functions (paper Fig. 9)" in readme and "ablation_activations.png" in readme
-    assert set(metrics["ssm_elu"]) == {"cartpole_swingup"}
+    assert "CEM hyperparameters with the true simulator (paper Fig. 12)" in readme and "cem_grid.png" in readme
+    assert "State diagnostics (paper Fig. 11)" in readme and "state_diagnostics.png" in readme
+    import pandas as pd
+
+    cem = pd.read_csv(report / "cem_grid.csv")  # every point of the smoke grid ran (5 jobs, 8 rows: 4 panels)
+    assert len(cem) == 8 and (cem["episodes"] == 1).all() and cem["return_mean"].notna().all()
+    diagnosed = pd.read_csv(report / "figures" / "state_diagnostics.csv")  # the figure's five variants on cartpole
+    assert set(diagnosed["variant"]) == {"planet", "gru", "ssm", "overshooting", "drnn"}
+    assert {t for t, cells in metrics.items() if "ssm_elu" in cells} == {"cartpole_swingup"}
+
+    # Every training run of the grid, checked once here (tests/test_train.py does not train them again): each
+    # variant on cartpole and PlaNet on the six tasks, with the debug preset's 4 episodes (2 of them seed episodes).
+    _check_trained_runs(root, runs)
 
     # MLflow: one store, one experiment for the study (everything of preset smoke in one view), every run tagged
     from mlflow.tracking import MlflowClient
@@ -326,20 +362,30 @@ def test_smoke_pipeline_end_to_end_with_an_interruption(tmp_path):
     assert {"planet-smoke", "planet-reports"} <= set(experiments)
     assert "Pipeline preset 'smoke'" in experiments["planet-smoke"].tags["mlflow.note.content"]
     study = client.search_runs([experiments["planet-smoke"].experiment_id])
-    by_family = {f: [r for r in study if r.data.tags.get("family") == f] for f in ("agents", "ablations", "baselines")}
+    by_family = {f: [r for r in study if r.data.tags.get("family") == f]
+                 for f in ("agents", "ablations", "baselines", "cem_grid")}
     smoke = yaml.safe_load((root / "params/pipeline.yaml").read_text())["presets"]["smoke"]
     assert len(study) == sum(map(len, by_family.values()))  # every run carries its family
-    assert len(by_family["agents"]) == 6 and len(by_family["ablations"]) == len(smoke["variants"]) - 1
+    # PlaNet on six tasks, and one multi-task run (Figs. 6, 7) trained on the preset's multitask_tasks at once
+    multitask = [r for r in by_family["agents"] if r.data.tags["variant"] == "multitask"]
+    assert len(multitask) == 1 and multitask[0].data.tags["task"] == "+".join(smoke["multitask_tasks"])
+    assert all(f"eval/{t}/return_mean" in multitask[0].data.metrics for t in smoke["multitask_tasks"])
+    assert len(by_family["agents"]) == 7 and len(by_family["ablations"]) == len(smoke["variants"]) - 2
     baseline_runs = by_family["baselines"]
     assert len(baseline_runs) == 2
     assert {r.data.tags["variant"] for r in baseline_runs} == {"sac", "simulator"}
     assert all("test/return_mean" in r.data.metrics for r in baseline_runs)
-    for run in by_family["agents"] + by_family["ablations"]:
+    cem_runs = by_family["cem_grid"]  # one run per grid point, named by its planner sizes
+    assert len({r.info.run_name for r in cem_runs}) == len(cem_runs) == 5
+    assert all(r.info.run_name.startswith("cem_grid-cheetah_run-seed0-H") for r in cem_runs)
+    for run in [r for r in by_family["agents"] + by_family["ablations"] if r.data.tags["variant"] != "multitask"]:
         tags = run.data.tags
         assert {"task", "seed", "agent_preset", "variant", "pipeline_preset", "params_hash"} <= set(tags), tags
         assert tags["pipeline_preset"] == "smoke" and tags["agent_preset"] == "debug"
         assert run.info.run_name == f"{tags['variant']}-{tags['task']}-seed{tags['seed']}"  # names never collide
         assert "test/return_mean" in run.data.metrics and "eval/return_mean" in run.data.metrics
+        if tags["variant"] in ("planet", "gru", "ssm", "overshooting", "drnn") and tags["task"] == "cartpole_swingup":
+            assert "diagnostics/r2/position/d0" in run.data.metrics  # `planet diagnose` logged to the run
     names = {name: e.experiment_id for name, e in experiments.items()}
     report_runs = client.search_runs([names["planet-reports"]])
     assert len(report_runs) == 1
@@ -368,9 +414,9 @@ def test_slurm_profile_dry_run(tmp_path):
     """The cluster profiles resolve, and the GPU request follows the pipeline preset in the one form the SLURM plugin
     expects: the rules' `gpu` resource (-> sbatch --gpus=1), never also a `gres` (SLURM rejects --gres + --gpus)."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    from types import SimpleNamespace  # noqa: PLC0415
+    from types import SimpleNamespace
 
-    from snakemake_executor_plugin_slurm.utils import set_gres_string  # noqa: PLC0415
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
 
     class Resources(dict):
         __getattr__ = dict.__getitem__
@@ -395,7 +441,8 @@ def test_slurm_profile_dry_run(tmp_path):
     assert {rule for rule, *_ in gpu_jobs} >= {"collect_seed_episodes", "train", "evaluate", "baseline"}
     for rule, wildcards, res, gpu_args in gpu_jobs:
         baseline = wildcards.split(",")[0].removeprefix("baseline=")
-        wants_gpu = rule in ("train", "evaluate") or (rule == "baseline" and kinds[baseline] == "sac")
+        wants_gpu = (rule in ("train", "train_multitask", "evaluate", "diagnose")
+                     or (rule == "baseline" and kinds[baseline] == "sac"))
         assert "gres" not in res and gpu_args == (["--gpus=1"] if wants_gpu else []), (rule, wildcards, res)
     train = next(res for rule, _, res, _ in gpu_jobs if rule == "train")
     assert train["mem_mb"] == 16000 and train["runtime"] == 2880, train
@@ -410,3 +457,43 @@ def test_slurm_profile_dry_run(tmp_path):
     for profile in ("slurm", "slurm-cpu"):
         settings = yaml.safe_load((root / "profiles" / profile / "profile.yaml").read_text())
         assert settings["executor"] == "slurm" and settings["slurm-status-command"] == "squeue", settings
+
+
+def _check_trained_runs(root: Path, runs: Path) -> None:
+    """Per run of the smoke grid: finite losses, its episodes shaped by its task's action repeat with actions in
+    [-1, 1], random seed episodes then MPC (random throughout for random collection), the variant's overrides in
+    its config, a model and a labelled open-loop strip."""
+    import math
+
+    import numpy as np
+
+    from planet import config as config_lib
+    from planet.replay import load_episode
+    from planet.tasks import TASKS
+    from planet.tracking import read_metrics
+
+    grid = yaml.safe_load((root / "params/pipeline.yaml").read_text())
+    smoke = grid["presets"]["smoke"]
+    single = [v for v in smoke["variants"] if not grid["variants"][v].get("multitask")]  # tests/test_multitask.py
+    checked = 0
+    for variant in single:
+        overrides = {**grid["variants"][variant]["overrides"], **smoke.get("variant_overrides", {}).get(variant, {})}
+        for run in sorted((runs / variant).glob("*/seed0")):
+            task, checked = run.parent.name, checked + 1
+            summary = json.loads((run / "summary.json").read_text())
+            assert (summary["task"], summary["episodes"]) == (task, 4), run
+            trained = [r for r in read_metrics(run / "metrics.jsonl") if "train/loss/total" in r]
+            assert trained and all(math.isfinite(r["train/loss/total"]) for r in trained), run
+            flat = config_lib.load(run / "config.yaml").flat()
+            assert all(flat[k] == v for k, v in overrides.items()), (run, overrides)
+            steps = flat["env.episode_env_steps"] // TASKS[task].action_repeat
+            policies = []
+            for path in sorted((run / "episodes").glob("episode_*.npz")):
+                episode, meta = load_episode(path)
+                assert episode["obs"].shape == (steps + 1, 64, 64, 3) and np.abs(episode["action"]).max() <= 1
+                assert (meta["task"], meta["action_repeat"]) == (task, TASKS[task].action_repeat)
+                policies.append(meta["policy"])
+            later = "random" if variant == "random_collection" else "mpc"
+            assert policies == ["random", "random", later, later], (run, policies)
+            assert (run / "model.pt").is_file() and (run / "eval/openloop.png").is_file()
+    assert checked == 6 + len(single) - 1  # planet on six tasks, each ablation on cartpole

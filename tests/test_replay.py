@@ -92,6 +92,10 @@ def test_save_load_round_trip_exact(tmp_path: Path) -> None:
         (lambda e: e.update(reward=e["reward"][:, None]), "reward"),
         (lambda e: e.pop("action"), "action"),
         (lambda e: e["reward"].__setitem__(2, np.nan), "reward"),
+        # the optional true state (planet/diagnostics.py): float32 [T+1, S], finite
+        (lambda e: e.update(state=np.zeros((5, 2))), "state"),
+        (lambda e: e.update(state=np.zeros((4, 2), np.float32)), "rows"),
+        (lambda e: e.update(state=np.full((5, 2), np.nan, np.float32)), "state"),
     ],
 )
 def test_save_validates_before_writing(tmp_path: Path, mutate, key: str) -> None:
@@ -101,6 +105,28 @@ def test_save_validates_before_writing(tmp_path: Path, mutate, key: str) -> None
     with pytest.raises(ValueError, match=key):
         save_episode(path, episode, {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_state_is_stored_beside_the_pixels_and_old_files_still_load(tmp_path: Path) -> None:
+    """Episodes carry the true simulator state on disk (not in the RAM buffer); files written before it existed
+    (no `state` member) load, and a replay holds both kinds."""
+    old = make_episode(6, episode_id=0)
+    np.savez(episode_path(tmp_path, 0), **old, metadata=np.array('{"index": 0}'))  # the format before states
+    new = {**make_episode(7, episode_id=1), "state": np.arange(14, dtype=np.float32).reshape(7, 2)}
+    save_episode(episode_path(tmp_path, 1), new, {"index": 1, "state_groups": [["position", 1], ["velocity", 1]]})
+
+    loaded_old, _ = load_episode(episode_path(tmp_path, 0))
+    assert_episodes_equal(loaded_old, old)  # exactly obs, action, reward: no state
+    loaded_new, meta = load_episode(episode_path(tmp_path, 1))
+    assert set(loaded_new) == {"obs", "action", "reward", "state"} and loaded_new["state"].dtype == np.float32
+    np.testing.assert_array_equal(loaded_new["state"], new["state"])
+    assert meta["state_groups"] == [["position", 1], ["velocity", 1]]
+
+    replay = Replay(tmp_path, OBS_SHAPE, ACTION_DIM, 100, 0)
+    assert replay.num_episodes == 2 and replay.num_steps == 13
+    assert_episodes_equal(replay.episode(1), make_episode(7, episode_id=1))  # training never sees the state
+    replay.add({**make_episode(5, episode_id=2), "state": np.ones((5, 2), np.float32)})
+    assert "state" in load_episode(episode_path(tmp_path, 2))[0]
 
 
 def test_save_is_atomic_when_replace_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

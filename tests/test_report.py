@@ -147,7 +147,7 @@ def test_figures_written(built):
     _, out, result = built
     figs = out / "figures"
     names = ["curves", "curves_cartpole_swingup", "curves_reacher_easy", "curves_cheetah_run", "ablation_models",
-             "ablation_agents", "ablation_overshooting", "aggregate", "data_efficiency"]
+             "ablation_agents", "ablation_overshooting", "aggregate", "data_efficiency", "performance_profile"]
     for name in names:
         for ext in (".png", ".pdf"):
             path = figs / f"{name}{ext}"
@@ -175,12 +175,15 @@ def test_curves_csv(built):
     assert not curves.duplicated(["variant", "task", "seed", "episodes"]).any()
 
 
-def test_metrics_json(built):
+def test_metrics_one_file_per_task(built):
+    """`dvc metrics show` reads metrics/TASK.json: a row per task, columns per variant."""
     _, out, _ = built
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["planet"]["cartpole_swingup"] == {"mean": 200.0, "std": 100.0, "seeds": 3}
-    assert metrics["gru"]["cartpole_swingup"] == {"mean": 50.0, "std": None, "seeds": 1}
-    assert "cheetah_run" not in metrics["planet"] and "ssm" not in metrics
+    assert sorted(p.name for p in (out / "metrics").iterdir()) == ["cartpole_swingup.json", "reacher_easy.json"]
+    metrics = json.loads((out / "metrics" / "cartpole_swingup.json").read_text())
+    assert metrics["planet"] == {"mean": 200.0, "std": 100.0, "seeds": 3}
+    assert metrics["gru"] == {"mean": 50.0, "std": None, "seeds": 1}
+    assert "ssm" not in metrics  # no final return
+    assert set(json.loads((out / "metrics" / "reacher_easy.json").read_text())) == {"planet"}
 
 
 def test_iqm_and_bootstrap():
@@ -217,6 +220,14 @@ def test_aggregate(built):
     assert agg.loc["planet", "ci_low"] <= 0.3 <= agg.loc["planet", "ci_high"]
     assert math.isnan(agg.loc["gru", "ci_low"])  # one seed: no interval
     assert {a["variant"] for a in result["aggregate"]} == {"planet", "gru", "random_shooting"}
+    # the performance profile of the same scores: planet's cartpole 0.1, 0.2, 0.3 and reacher 0.4, 0.6
+    profile = pd.read_csv(out / "performance_profile.csv")
+    planet = profile[profile["variant"] == "planet"].set_index("tau")
+    assert planet.loc[0.0, "fraction"] == 1.0
+    assert planet.loc[0.25, "fraction"] == pytest.approx((1 / 3 + 2 / 2) / 2)  # 0.3 of cartpole; 0.4, 0.6 of reacher
+    assert planet.loc[0.5, "fraction"] == pytest.approx((0 + 1 / 2) / 2)
+    assert (planet["ci_low"] <= planet["fraction"] + 1e-12).all()
+    assert (planet["fraction"] <= planet["ci_high"] + 1e-12).all()
 
 
 def test_readme(built):
@@ -264,7 +275,7 @@ def test_empty_results_and_cli(tmp_path, capsys):
     text = (out / "README.md").read_text()
     assert "No runs were found" in text and "planet / cartpole_swingup / seed 0: absent" in text
     assert "# PlaNet reproduction: preset smoke" in text
-    assert pd.read_csv(out / "curves.csv").empty and json.loads((out / "metrics.json").read_text()) == {}
+    assert pd.read_csv(out / "curves.csv").empty and not list((out / "metrics").iterdir())
     for name in ("curves", "ablation_models", "ablation_agents", "ablation_overshooting", "aggregate"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 0
         assert (out / "figures" / f"{name}.pdf").stat().st_size > 0
@@ -368,12 +379,16 @@ def test_figure_groups_are_the_papers():
     assert groups["agents"] == {"planet", "random_collection", "random_shooting"}  # paper Fig. 5
     assert groups["overshooting"] >= {"planet", "overshooting", "ssm", "ssm_overshooting"}  # paper Fig. 8 (+ DRNN)
     assert groups["activations"] == {"planet", "elu", "ssm", "ssm_elu"}  # paper Fig. 9
-    assert groups["openloop"] == {"planet", "overshooting", "gru", "ssm"}  # paper Fig. 10
+    assert groups["openloop"] == {"planet", "overshooting", "gru", "ssm", "multitask"}  # paper Fig. 10 (+ Fig. 7)
+    assert groups["multitask"] == {"planet", "multitask"}  # paper Figs. 6, 7
+    assert groups["state_diagnostics"] == {"planet", "gru", "ssm", "overshooting", "drnn"}  # paper Fig. 11
     assert groups["curves"] == groups["models"] and groups["data_efficiency"] == {"planet"}
     assert specs["curves"].baselines and specs["data_efficiency"].baselines and not specs["models"].baselines
     assert {spec.file for spec in specs.values()} == {"curves", "data_efficiency", "ablation_models",
                                                        "ablation_agents", "ablation_overshooting",
-                                                       "ablation_activations", "openloop"}
+                                                       "ablation_activations", "openloop", "cem_grid",
+                                                       "state_diagnostics", "multitask"}
+    assert specs["cem_grid"].kind == "cem_grid" and not specs["cem_grid"].variants  # drawn from RESULTS/cem_grid
     assert specs["overshooting"].heading == "Latent overshooting (paper Fig. 8)"
     infos = report.variant_infos({"planet": "P", "sac": {"label": "SAC", "family": "baselines"}}, ["ssm"], None)
     assert specs["curves"].members(infos) == ["planet", "sac", "ssm"]  # the report's order; baselines join
@@ -423,3 +438,62 @@ def test_bad_figures_are_rejected_with_one_line(params_copy, edit, message):
     with pytest.raises(config_lib.ConfigError, match=message) as info:
         report.pipeline_figures()
     assert "\n" not in str(info.value) and str(info.value).startswith(str(path))
+
+
+def test_openloop_figure_reads_labelled_and_raw_strips_alike(tmp_path):
+    """Runs write labelled strips (planet.video.label_openloop); the report composes the frames, not the labels."""
+    from PIL import Image
+
+    from planet.report.figures import compose_openloop
+    from planet.video import label_openloop, save_labelled_png
+
+    rng = np.random.default_rng(0)
+    strip = rng.integers(0, 255, size=(128, 7 * 64, 3), dtype=np.uint8)
+    Image.fromarray(strip).save(tmp_path / "raw.png")
+    save_labelled_png(tmp_path / "labelled.png", label_openloop(strip, 5))
+    compose_openloop([("cartpole_swingup", tmp_path / "raw.png")], tmp_path / "a.png")
+    compose_openloop([("cartpole_swingup", tmp_path / "labelled.png")], tmp_path / "b.png")
+    with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_state_diagnostics_figure_table_and_paragraph(tmp_path):
+    """Paper Fig. 11 from the runs' diagnostics.json: per group the median over seeds, then the mean over groups
+    (planet 0.65 from the posterior, 0.30 five steps open loop; gru 0.30 and -2.50); a null score is left out."""
+    results = tmp_path / "results"
+    scores = {("planet", 0): {"position": [0.9, 0.5], "velocity": [0.6, 0.2]},
+              ("planet", 1): {"position": [0.7, 0.3], "velocity": [0.4, None]},
+              ("gru", 0): {"position": [0.5, -3.0], "velocity": [0.1, -2.0]}}
+    for (variant, seed), r2 in scores.items():
+        run = make_run(results, variant, "cartpole_swingup", seed, 100.0, openloop=False)
+        (run / "diagnostics.json").write_text(json.dumps({"distances": [0, 5], "r2": r2}))
+    out = tmp_path / "report"
+    result = report.build_report(results, out, title="Diagnostics")
+    figs = out / "figures"
+    for ext in (".png", ".pdf"):
+        assert (figs / f"state_diagnostics{ext}").stat().st_size > 1000 and str(figs / f"state_diagnostics{ext}") \
+            in result["files"]
+    frame = pd.read_csv(figs / "state_diagnostics.csv")
+    assert len(frame) == 12 and frame["r2"].isna().sum() == 1
+    text = (out / "README.md").read_text()
+    assert "## State diagnostics (paper Fig. 11)" in text and "](figures/state_diagnostics.png)" in text
+    rows = {" ".join(line.replace("|", " ").split()) for line in text.splitlines() if line.startswith("| cartpole")}
+    assert {"cartpole_swingup PlaNet (RSSM) 0.65 0.30", "cartpole_swingup Deterministic (GRU) 0.30 -2.50"} <= rows
+    assert ("cartpole_swingup: best from the posterior, PlaNet (RSSM) (0.65 of 2 variants); 5 steps open loop, "
+            "PlaNet (RSSM) (0.30 of 2 variants)") in text
+
+
+def test_performance_profile_by_hand():
+    """Task A scores 0.2 and 0.6, task B 0.9: above tau = 0, 0.5, 0.8, 1 are A 2/2, 1/2, 0, 0 and B 1, 1, 1, 0;
+    each task weighs half."""
+    from planet.report.stats import performance_profile
+
+    taus = np.array([0.0, 0.5, 0.8, 1.0])
+    profile, low, high = performance_profile([[0.2, 0.6], [0.9]], taus)
+    np.testing.assert_allclose(profile, [1.0, 0.75, 0.5, 0.0])
+    # resampling A's two seeds gives 0, 1/2 or 1 above tau = 0.5 (B stays 1): the band spans 0.5 .. 1
+    assert (low[1], high[1]) == (0.5, 1.0)
+    assert (low[0], high[0]) == (1.0, 1.0) and (low[3], high[3]) == (0.0, 0.0)  # certain where no seed varies
+    again = performance_profile([[0.2, 0.6], [0.9]], taus)
+    for a, b in zip(again, (profile, low, high), strict=True):
+        np.testing.assert_array_equal(a, b)  # seeded

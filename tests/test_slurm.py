@@ -51,7 +51,7 @@ def _skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "starting slurmd/slurmctld/munged for the test needs root"
     try:
-        import snakemake_executor_plugin_slurm  # noqa: F401, PLC0415
+        import snakemake_executor_plugin_slurm  # noqa: F401
     except ImportError:
         return "snakemake-executor-plugin-slurm is not installed (pip install -e '.[cluster]')"
     return None
@@ -142,7 +142,7 @@ def slurm_cluster():
     logs = []
 
     def start(name: str, *args: str) -> subprocess.Popen:
-        logs.append(open(root / f"{name}.out", "w"))  # noqa: SIM115 - closed in the teardown
+        logs.append(open(root / f"{name}.out", "w"))
         procs.append(subprocess.Popen([_which(name), *args], env=env, stdout=logs[-1],
                                       stderr=subprocess.STDOUT, cwd=root, start_new_session=True))
         return procs[-1]

@@ -367,6 +367,7 @@ def _concurrent_worker(index: int, uri: str, root: str, barrier, queue) -> None:
         raise
 
 
+@pytest.mark.slow
 def test_concurrent_processes_on_fresh_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "fresh.db"
     assert not db.exists()

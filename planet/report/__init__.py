@@ -5,23 +5,27 @@ Reads only what runs write (never MLflow), so a report can be rebuilt from a cop
 
     table1.md, table1.tex, table1.csv   final returns (runs made here, then the published rows: kind = reference)
     curves.csv                          eval/return_mean per (variant, task, seed, episodes): the DVC plots file
-    metrics.json                        {variant: {task: {mean, std, seeds}}}: the DVC metrics file
+    metrics/TASK.json                   {variant: {mean, std, seeds}} per task: the DVC metrics
     aggregate.csv                       IQM over tasks x seeds with a stratified-bootstrap 95% CI
     episodes_needed.csv                 episodes until the curve reaches D4PG's, A3C's and the baselines' scores
     progress.csv                        runs still training (only when there are some)
+    cem_grid.csv                        the CEM grid with the true simulator (paper Fig. 12; only when the grid has
+                                        one): return per (hyperparameter, value), from RESULTS/cem_grid/
     figures/*.png|pdf                   the figures of params/pipeline.yaml (`figures:`): curves, curves_{task},
                                         data_efficiency, ablation_{models,agents,overshooting,activations},
-                                        openloop_{variant} (png only); and aggregate
+                                        openloop_{variant} (png only), cem_grid, state_diagnostics (+ its .csv:
+                                        R^2 per variant, task, seed, state group and distance); and aggregate
     README.md                           the table, every figure, a reading against the paper, missing runs
 
 Modules, one job each (conventions are documented where they are implemented, and tested in
 tests/test_report.py):
 
     runs.py       reading run directories: Run, read_curve / eval_points, read_run, collect_runs, missing_runs,
-                  progress_table
+                  progress_table, diagnostics_frame
     published.py  the published reference scores and the paper's task order
     grid.py       what the pipeline grid says: variants, labels, the figures and which variant appears in which
-    stats.py      final returns, mean ± std over seeds, IQM and the stratified bootstrap, episodes needed
+    stats.py      final returns, mean ± std over seeds, IQM and the stratified bootstrap, episodes needed,
+                  the state diagnostics' summary
     tables.py     Table 1 as CSV, Markdown and LaTeX; the episodes-needed table
     figures.py    every figure, drawn by kind
     readme.py     the README text

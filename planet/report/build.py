@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,17 +10,38 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from planet.report.figures import FigureInputs, draw_figures, plot_aggregate
+from planet.cem_grid import CemGrid, results_frame
+from planet.report.figures import FigureInputs, draw_figures, plot_aggregate, plot_performance_profile
 from planet.report.grid import FigureSpec, VariantInfo, pipeline_figures, variant_infos
 from planet.report.published import PUBLISHED_SCORES, TASKS, load_published
 from planet.report.readme import ReadmeInputs, append_progress, write_readme
 from planet.report.runs import Run, collect_runs, curves_frame, missing_runs, progress_table
 from planet.report.stats import aggregate_scores, episodes_needed, final_frame, reference_aggregate, summarise
 from planet.report.tables import write_table1
+from planet.utils import atomic_write_json
+
+
+def write_metrics(directory: Path, stats: Mapping[str, Mapping[str, Any]]) -> list[Path]:
+    """The DVC metrics: one file per task, ``metrics/TASK.json`` = {variant: {mean, std, seeds}}, so that
+    `dvc metrics show` prints a table (a row per task, columns per variant) instead of one row of every number.
+    Files of tasks no longer in the results are removed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    by_task: dict[str, dict[str, Any]] = {}
+    for variant, tasks in stats.items():
+        for task, cell in tasks.items():
+            by_task.setdefault(task, {})[variant] = cell
+    written = []
+    for task, cells in sorted(by_task.items()):
+        path = directory / f"{task}.json"
+        atomic_write_json(path, json_clean(cells))
+        written.append(path)
+    for stale in set(directory.glob("*.json")) - set(written):
+        stale.unlink()
+    return written
 
 
 def json_clean(value: Any) -> Any:
-    """NaN -> None recursively: strict JSON (DVC reads metrics.json)."""
+    """NaN -> None recursively: strict JSON (DVC reads the metrics files)."""
     if isinstance(value, dict):
         return {k: json_clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -54,13 +74,16 @@ def _episodes_needed(out: Path, curves: pd.DataFrame, stats: Mapping, tasks: Seq
 
 def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = None,
                  title: str = "PlaNet reproduction: results", expected: Mapping[str, Mapping] | None = None,
-                 published: Path = PUBLISHED_SCORES, figures: Mapping[str, FigureSpec] | None = None) -> dict[str, Any]:
+                 published: Path = PUBLISHED_SCORES, figures: Mapping[str, FigureSpec] | None = None,
+                 cem_grid: CemGrid | Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write the report of RESULTS into OUT (see the package docstring); returns {"files", "table", "missing",
     "aggregate", "runs"}.
 
     variants: {name: label or {"label", "family"}} (defaults: the paper's labels; family "baselines" marks a
     baseline trained here); expected: {variant: {"tasks": [...], "seeds": [...]}} for the list of missing runs;
-    figures: the figures to draw (planet/report/grid.py `figure_specs`; default: those of params/pipeline.yaml).
+    figures: the figures to draw (planet/report/grid.py `figure_specs`; default: those of params/pipeline.yaml);
+    cem_grid: the preset's CEM grid (planet/cem_grid.py, or its JSON), whose results under RESULTS/cem_grid/ go into
+    OUT/cem_grid.csv and the `cem_grid` figures (none without it).
     """
     results, out = Path(results), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,11 +99,16 @@ def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = 
     table, table_md, written = write_table1(out, runs, infos, stats, tasks, pub)
     curves = curves_frame(runs)
     curves.to_csv(out / "curves.csv", index=False)  # the DVC plots file
-    (out / "metrics.json").write_text(json.dumps(json_clean(stats), indent=2, sort_keys=True) + "\n",
-                                      encoding="utf-8")  # the DVC metrics file
-    written += [out / "curves.csv", out / "metrics.json"]
+    written += [out / "curves.csv", *write_metrics(out / "metrics", stats)]
 
-    data = FigureInputs(runs, curves, infos, tasks, found_tasks, pub, out / "figures")
+    if isinstance(cem_grid, Mapping):
+        cem_grid = CemGrid.from_json(cem_grid)
+    cem = None if cem_grid is None else results_frame(results, cem_grid)
+    if cem is not None:
+        cem.to_csv(out / "cem_grid.csv", index=False)
+        written.append(out / "cem_grid.csv")
+
+    data = FigureInputs(runs, curves, infos, tasks, found_tasks, pub, out / "figures", cem=cem)
     drawn = draw_figures(specs, data, written)
     needed = _episodes_needed(out, curves, stats, tasks, infos, specs, pub)
     written.append(out / "episodes_needed.csv")
@@ -89,10 +117,15 @@ def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = 
     written.append(out / "aggregate.csv")
     plot_aggregate(aggregate, reference, data.palette, out / "figures" / "aggregate", written)
     drawn["aggregate"] = out / "figures" / "aggregate.png"
+    profile = plot_performance_profile(finals, infos, data.palette, out / "figures" / "performance_profile", written)
+    profile.to_csv(out / "performance_profile.csv", index=False)
+    written.append(out / "performance_profile.csv")
+    drawn["performance_profile"] = out / "figures" / "performance_profile.png"
 
     missing = missing_runs(runs, expected)
     readme = write_readme(ReadmeInputs(out, title, results, runs, table_md, stats, infos, tasks, curves, pub,
-                                       aggregate, reference, specs, drawn, missing, expected is not None, needed))
+                                       aggregate, reference, specs, drawn, missing, expected is not None, needed,
+                                       cem=cem))
     written.append(readme)
     progress = progress_table(runs)
     if len(progress):

@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, required=True, help="results root holding runs/VARIANT/TASK/seedN/")
     p.add_argument("--out", type=Path, required=True, help="report directory (created)")
     p.add_argument("--grid-json", help="JSON (inline or file) of the pipeline: {preset, tasks, seeds, variants: "
-                   "{name: {label, family}}, expected, figures: [resolved figures]} (what workflow/rules/report.smk "
-                   "passes); without `figures`, the figures of params/pipeline.yaml")
+                   "{name: {label, family}}, expected, figures: [resolved figures], cem_grid} (what "
+                   "workflow/rules/report.smk passes); without `figures`, the figures of params/pipeline.yaml")
     p.add_argument("--pipeline-preset", metavar="NAME",
                    help="take the grid from this preset of params/pipeline.yaml (as the pipeline's report rule "
                         "passes it), e.g. for a partial report of a campaign that is still running")
@@ -63,7 +63,7 @@ def _tags(grid: Mapping[str, Any]) -> dict[str, str]:
 
 def log_report(out: Path, results: Path, experiment: str, tags: dict[str, str]) -> None:
     """Log every file of the report as artifacts of one MLflow run (run files under RESULTS/report_run/)."""
-    from planet.tracking import Tracker  # noqa: PLC0415
+    from planet.tracking import Tracker
 
     name = f"report-{tags.get('pipeline_preset', '')}"
     with Tracker(Path(results) / "report_run", experiment=experiment, run_name=name,
@@ -73,7 +73,7 @@ def log_report(out: Path, results: Path, experiment: str, tags: dict[str, str]) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`planet report` / `python -m planet.report`."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")  # headless, whatever the environment asks for
     args = build_parser().parse_args(argv)
@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid = grid_from_pipeline(args.pipeline_preset) if args.pipeline_preset else _load_json_arg(args.grid_json) or {}
     title = f"PlaNet reproduction: preset {grid['preset']}" if grid.get("preset") else "PlaNet reproduction: results"
     result = build_report(args.results, args.out, variants=grid.get("variants"), title=title,
-                          expected=_expected(grid), published=args.published, figures=grid_figures(grid))
+                          expected=_expected(grid), published=args.published, figures=grid_figures(grid),
+                          cem_grid=grid.get("cem_grid"))
     if args.mlflow_experiment:
         log_report(args.out, args.results, args.mlflow_experiment, _tags(grid))
     print(json.dumps({"out": str(args.out), "runs": result["runs"], "files": len(result["files"]),

@@ -1,5 +1,6 @@
 """Figures: the learning curves and ablations (paper Figs. 4, 5, 8, 9), data efficiency, open-loop strips
-(paper Fig. 10) and the aggregate, as PNG and PDF under OUT/figures/.
+(paper Fig. 10), state diagnostics (paper Fig. 11), CEM hyperparameters with the true simulator (paper Fig. 12)
+and the aggregate, as PNG and PDF under OUT/figures/.
 
 Which variants a figure shows, its title and file come from params/pipeline.yaml (planet/report/grid.py);
 `draw_figures` draws every figure described there by its kind. Curves are the median over seeds with a 5-95
@@ -19,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from planet.cem_grid import AXIS_LABELS
 from planet.report.grid import DEFAULT_VARIANTS, FigureSpec, VariantInfo
 from planet.report.published import paper_rows, paper_value
-from planet.report.runs import Run, finite
+from planet.report.runs import Run, diagnostics_frame, finite
 from planet.report.stats import BOOTSTRAP_SEED
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ LEARNING_CURVES_TITLE = "Eval return vs collected episodes (median, 5-95 percent
 
 def variant_palette(names: Iterable[str]) -> dict[str, tuple]:
     """A fixed colour per variant (paper variants first), so a variant looks the same in every figure."""
-    import seaborn as sns  # noqa: PLC0415
+    import seaborn as sns
 
     order = [*DEFAULT_VARIANTS, *sorted(set(names) - set(DEFAULT_VARIANTS))]
     # tab10 first; beyond ten names Dark2's eight (tab10 alone would cycle: the 11th name took PlaNet's colour).
@@ -45,7 +47,7 @@ def variant_palette(names: Iterable[str]) -> dict[str, tuple]:
 
 def _figure(width: float, height: float):
     """A figure not registered with pyplot: Agg rendering, no global state, nothing to close."""
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
 
@@ -71,7 +73,7 @@ def _draw_curves(ax, curves: pd.DataFrame, task: str, x: str, variants: Sequence
                  infos: Mapping[str, VariantInfo], palette: Mapping[str, tuple], published: pd.DataFrame) -> set[str]:
     """Median and 5-95 percentile band over seeds per variant, plus D4PG/A3C reference lines; returns variants
     drawn."""
-    import seaborn as sns  # noqa: PLC0415
+    import seaborn as sns
 
     data = curves[(curves["task"] == task) & curves["variant"].isin(variants)]
     drawn = [v for v in variants if v in set(data["variant"])]
@@ -97,7 +99,7 @@ def _draw_curves(ax, curves: pd.DataFrame, task: str, x: str, variants: Sequence
 def _legend_handles(variants: Sequence[str], infos: Mapping[str, VariantInfo], palette: Mapping[str, tuple],
                     published: pd.DataFrame) -> list:
     """Legend entries: the variants drawn, then the reference lines of the paper's Table 1."""
-    from matplotlib.lines import Line2D  # noqa: PLC0415
+    from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=palette[v], marker="o", markersize=4, label=infos[v].label) for v in variants]
     refs = paper_rows(published)
@@ -148,7 +150,7 @@ def plot_data_efficiency(curves: pd.DataFrame, tasks: Sequence[str], variants: S
                          title: str, base: Path, written: list[Path]) -> None:
     """Eval return vs env steps (log scale), runs made here (median over seeds) beside published pixel agents at
     their budgets (hollow markers: PlaNet's 1e6-step Table 1 score and the 100k / 500k scores of later papers)."""
-    from matplotlib.lines import Line2D  # noqa: PLC0415
+    from matplotlib.lines import Line2D
 
     ncols = 3
     nrows = max(1, math.ceil(len(tasks) / ncols))
@@ -219,16 +221,143 @@ def plot_aggregate(aggregate: pd.DataFrame, reference: pd.DataFrame, palette: Ma
     _save(fig, base, written)
 
 
+def plot_performance_profile(finals: pd.DataFrame, infos: Mapping[str, VariantInfo], palette: Mapping[str, tuple],
+                             base: Path, written: list[Path]) -> pd.DataFrame:
+    """The performance profile (Agarwal et al. 2021): per variant, the fraction of runs with return/1000 above each
+    threshold, tasks weighted equally, with a 95% stratified-bootstrap band. Returns the plotted numbers."""
+    from planet.report.stats import PROFILE_TAUS, performance_profile
+
+    fig = _figure(6.5, 4.2)
+    ax = fig.subplots()
+    rows = []
+    for name, info in infos.items():
+        mine = finals[finals["variant"] == name]
+        if mine.empty:
+            continue
+        groups = [g["return"].to_numpy(float) / 1000 for _, g in mine.groupby("task", sort=True)]
+        profile, low, high = performance_profile(groups)
+        colour = palette.get(name, "C0")
+        ax.plot(PROFILE_TAUS, profile, color=colour, lw=2, ls="--" if info.baseline else "-",
+                label=f"{info.label} ({len(mine)} runs, {len(groups)} tasks)")
+        ax.fill_between(PROFILE_TAUS, low, high, color=colour, alpha=0.15, lw=0)
+        rows += [{"variant": name, "tau": t, "fraction": p, "ci_low": lo, "ci_high": hi}
+                 for t, p, lo, hi in zip(PROFILE_TAUS, profile, low, high, strict=True)]
+    if not rows:
+        ax.text(0.5, 0.5, "no runs", transform=ax.transAxes, ha="center", va="center", color="0.5")
+    else:
+        ax.legend(fontsize="small", frameon=False)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("threshold tau on return / 1000")
+    ax.set_ylabel("fraction of runs with score > tau")
+    ax.grid(alpha=0.3)
+    _save(fig, base, written)
+    return pd.DataFrame(rows, columns=["variant", "tau", "fraction", "ci_low", "ci_high"])
+
+
+def plot_cem_grid(frame: pd.DataFrame, title: str, base: Path, written: list[Path]) -> None:
+    """Paper Fig. 12: one panel per CEM hyperparameter (rows of planet/cem_grid.py `results_frame`), the test return
+    of each value (mean, bar: std over its episodes), the default planner marked by a star and a dotted line.
+    Fraction and candidates are on log axes; points without a finished run are left out."""
+    axes_names = list(dict.fromkeys(frame["axis"]))
+    fig = _figure(3.2 * max(len(axes_names), 1), 3.6)
+    panels = np.atleast_1d(fig.subplots(1, max(len(axes_names), 1), squeeze=False, sharey=True)).ravel()
+    for ax, axis in zip(panels, axes_names, strict=False):
+        rows = frame[frame["axis"] == axis].sort_values("value")
+        done = rows[rows["episodes"] > 0]
+        if len(done):
+            ax.errorbar(done["value"], done["return_mean"], yerr=done["return_std"].fillna(0), color="C0",
+                        marker="o", markersize=4, capsize=3, lw=1.5)
+        else:
+            ax.text(0.5, 0.5, "no runs", transform=ax.transAxes, ha="center", va="center", color="0.5")
+        default = rows[rows["default"]]
+        if len(default):
+            ax.axvline(default["value"].iloc[0], ls=":", lw=1, color="0.4")
+            ax.plot(default["value"], default["return_mean"], ls="", marker="*", markersize=13, color="C3",
+                    zorder=3)
+        if axis in ("top_k_fraction", "candidates"):
+            ax.set_xscale("log")
+        ax.set_xticks(rows["value"], [f"{v:g}" for v in rows["value"]])
+        ax.minorticks_off()
+        ax.set_xlabel(AXIS_LABELS.get(axis, axis))
+    panels[0].set_ylim(bottom=0)  # after every panel is drawn: the shared top fits them all
+    panels[0].set_ylabel("return (test episodes: mean, std)")
+    if not axes_names:
+        panels[0].text(0.5, 0.5, "no CEM grid", transform=panels[0].transAxes, ha="center", va="center",
+                       color="0.5")
+    fig.suptitle(f"{title} (star: the default planner)")
+    _save(fig, base, written)
+
+
+R2_FLOOR = -1.0  # state diagnostics: R^2 below this is drawn at the bottom edge (0 = predicting the held-out mean)
+
+
+def plot_state_diagnostics(frame: pd.DataFrame, tasks: Sequence[str], variants: Sequence[str],
+                           infos: Mapping[str, VariantInfo], palette: Mapping[str, tuple], title: str, base: Path,
+                           written: list[Path]) -> set[str]:
+    """Paper Fig. 11: one row of panels per task, one panel per state group (the task's own groups, in their
+    order), held-out R^2 vs open-loop distance (0 = the posterior; symlog axis), one line per variant: median over
+    seeds, band min-max. R^2 below `R2_FLOOR` is drawn at the floor. Returns the variants drawn."""
+    from matplotlib.lines import Line2D
+
+    data = frame[frame["variant"].isin(variants)].dropna(subset=["r2"])
+    shown = [t for t in tasks if t in set(data["task"])]
+    groups = {t: list(dict.fromkeys(data.loc[data["task"] == t, "group"])) for t in shown}
+    ncols = max([len(g) for g in groups.values()] + [1])
+    fig = _figure(max(3.4 * ncols, 8.0), 2.9 * max(len(shown), 1) + 0.9)
+    axes = fig.subplots(max(len(shown), 1), ncols, squeeze=False)
+    drawn: set[str] = set()
+    for row, task in enumerate(shown):
+        for col, ax in enumerate(axes[row]):
+            if col >= len(groups[task]):
+                ax.set_visible(False)
+                continue
+            cell = data[(data["task"] == task) & (data["group"] == groups[task][col])]
+            for variant in variants:
+                stats = cell[cell["variant"] == variant].groupby("distance")["r2"].agg(["median", "min", "max"])
+                if stats.empty:
+                    continue
+                stats = stats.clip(lower=R2_FLOOR)
+                ax.plot(stats.index, stats["median"], marker="o", markersize=3, color=palette[variant])
+                ax.fill_between(stats.index, stats["min"], stats["max"], color=palette[variant], alpha=0.15, lw=0)
+                drawn.add(variant)
+            distances = sorted(set(cell["distance"]))
+            ax.set_xscale("symlog", linthresh=1, linscale=0.5)
+            ax.set_xticks(distances, [str(d) for d in distances])
+            ax.minorticks_off()
+            ax.axhline(0, ls=":", lw=1, color="0.5")
+            ax.set_ylim(R2_FLOOR - 0.05, 1.05)
+            ax.set_title(f"{task}: {groups[task][col]}")
+            ax.set_xlabel("open-loop distance (0 = posterior)")
+            ax.set_ylabel("R² (held out)")
+    if not shown:
+        axes[0, 0].text(0.5, 0.5, "no diagnosed runs", transform=axes[0, 0].transAxes, ha="center", va="center",
+                        color="0.5")
+    handles = [Line2D([], [], color=palette[v], marker="o", markersize=3, label=infos[v].label)
+               for v in variants if v in drawn]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), frameon=False,
+                   fontsize="small")
+    fig.suptitle(f"{title}\nheld-out R² of the true state (median, min-max band over seeds)")
+    _save(fig, base, written)
+    return drawn
+
+
 def compose_openloop(items: Sequence[tuple[str, Path]], out: Path, context: int = 5) -> bool:
     """Stack open-loop strips (truth row above prediction row) vertically, each under its task name, as paper
     Fig. 10; a red line marks the end of the context frames. Returns False when no strip is readable."""
-    from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
+    from PIL import Image, ImageDraw, ImageFont
+
+    from planet.video import LABEL_HEADER, LABEL_MARGIN, LABELLED_KEY  # torch is imported only when strips are drawn
 
     images = []
     for task, path in items:
         try:
             with Image.open(path) as img:
-                images.append((task, img.convert("RGB")))
+                strip = img.convert("RGB")
+                if LABELLED_KEY in img.info:  # a labelled strip (planet.video.label_openloop): back to the frames
+                    strip = strip.crop((LABEL_MARGIN, LABEL_HEADER, strip.width, strip.height))
+                images.append((task, strip))
         except (OSError, ValueError) as exc:
             log.warning("%s: unreadable open-loop strip (%s)", path, exc)
     if not images:
@@ -276,6 +405,7 @@ class FigureInputs:
     found_tasks: set[str]  # tasks with runs or expected runs (they get a per-task learning-curve figure)
     published: pd.DataFrame
     figdir: Path
+    cem: pd.DataFrame | None = None  # the CEM grid's results (planet/cem_grid.py `results_frame`), if it has one
     palette: dict[str, tuple] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -325,8 +455,33 @@ def _openloop(spec: FigureSpec, data: FigureInputs, written: list[Path]) -> dict
     return out
 
 
+def _cem_grid(spec: FigureSpec, data: FigureInputs, written: list[Path]) -> dict[str, Path]:
+    """Drawn only where the report's grid has a CEM grid (a preset without one has no such jobs)."""
+    if data.cem is None:
+        return {}
+    base = data.figdir / spec.file
+    tasks = ", ".join(dict.fromkeys(data.cem["task"]))
+    plot_cem_grid(data.cem, f"{spec.heading}: {tasks}" if tasks else spec.heading, base, written)
+    return {spec.file: base.with_suffix(".png")}
+
+
+def _state_diagnostics(spec: FigureSpec, data: FigureInputs, written: list[Path]) -> dict[str, Path]:
+    """The figure and its numbers (FILE.csv beside it, long form); nothing where no run of its variants was
+    diagnosed (a preset without a `diagnostics:` block)."""
+    members = spec.members(data.infos)
+    frame = diagnostics_frame(data.runs)
+    frame = frame[frame["variant"].isin(members)]
+    if frame.empty:
+        return {}
+    base = data.figdir / spec.file
+    frame.to_csv(base.with_suffix(".csv"), index=False)
+    written.append(base.with_suffix(".csv"))
+    plot_state_diagnostics(frame, data.tasks, members, data.infos, data.palette, spec.heading, base, written)
+    return {spec.file: base.with_suffix(".png")}
+
+
 _DRAW = {"learning_curves": _learning_curves, "data_efficiency": _data_efficiency, "task_grid": _task_grid,
-         "openloop": _openloop}
+         "openloop": _openloop, "cem_grid": _cem_grid, "state_diagnostics": _state_diagnostics}
 
 
 def draw_figures(specs: Mapping[str, FigureSpec], data: FigureInputs, written: list[Path]) -> dict[str, Path]:

@@ -11,6 +11,10 @@ report's order (Table 1's). Kinds (drawn by planet/report/figures.py):
     learning_curves   the same grid plus one figure per task against episodes and env steps (paper Fig. 4)
     data_efficiency   eval return vs env steps beside published agents at their budgets, and episodes_needed.csv
     openloop          one image per variant: open-loop strips of every task stacked (paper Fig. 10)
+    cem_grid          CEM with the true simulator: return vs each planner hyperparameter, one panel each, the
+                      default marked (paper Fig. 12; the grid's `cem_grid`, planet/cem_grid.py; no variants)
+    state_diagnostics R^2 of the true state read from each variant's features vs open-loop distance, one row of
+                      panels per task, one panel per state group (paper Fig. 11; `planet diagnose`)
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from typing import Any
 
 import yaml
 
+from planet.cem_grid import preset_grid
 from planet.config import ConfigError
 
-FIGURE_KINDS = ("task_grid", "learning_curves", "data_efficiency", "openloop")
+FIGURE_KINDS = ("task_grid", "learning_curves", "data_efficiency", "openloop", "cem_grid", "state_diagnostics")
 # Labels and colour order of the paper's variants where the caller gives none (e.g. a report built without a grid).
 DEFAULT_VARIANTS = {
     "planet": "PlaNet (RSSM)",
@@ -149,7 +154,7 @@ def grid_figures(grid: Mapping[str, Any]) -> dict[str, FigureSpec]:
 
 def pipeline_file() -> Path:
     """params/pipeline.yaml of the params directory every command reads (planet.config.params_dir)."""
-    from planet.config import params_dir  # noqa: PLC0415
+    from planet.config import params_dir
 
     return params_dir() / "pipeline.yaml"
 
@@ -174,10 +179,14 @@ def grid_from_pipeline(preset: str) -> dict:
     ablation_tasks = list(P.get("ablation_tasks", tasks))
     variants = {v: pipeline["variants"][v] for v in P["variants"]}
     baselines = {b: {**pipeline["baselines"][b], "family": "baselines"} for b in P.get("baselines", [])}
-    expected = {v: {"tasks": tasks if variants[v]["family"] == "agents" else ablation_tasks, "seeds": seeds}
+    multitask_tasks = list(P.get("multitask_tasks", tasks))  # one agent trained on them all (Figs. 6, 7)
+    expected = {v: {"tasks": multitask_tasks if variants[v].get("multitask")
+                    else tasks if variants[v]["family"] == "agents" else ablation_tasks, "seeds": seeds}
                 for v in variants}
     expected |= {b: {"tasks": list(P.get("baseline_tasks", tasks)),
                      "seeds": [int(s) for s in P.get("baseline_seeds", {}).get(b, seeds)]} for b in baselines}
+    cem_grid = preset_grid(pipeline, preset, source=str(path))
     return {"preset": preset, "agent_preset": P["agent_preset"], "tasks": tasks, "seeds": seeds,
             "variants": variants | baselines, "expected": expected,
-            "figures": [spec.to_json() for spec in figure_specs(pipeline, source=str(path)).values()]}
+            "figures": [spec.to_json() for spec in figure_specs(pipeline, source=str(path)).values()],
+            "cem_grid": cem_grid.to_json() if cem_grid else None}

@@ -2,7 +2,8 @@
 still training.
 
 The sections follow the figures of params/pipeline.yaml by kind (learning curves, data efficiency, the ablations,
-open-loop strips), each under its heading; an ablation is read against the paper's claim its figure entry quotes.
+open-loop strips, state diagnostics, the CEM grid with the true simulator), each under its heading; an ablation is
+read against the paper's claim its figure entry quotes.
 The numbers come from planet/report/stats.py; nothing here computes a statistic of its own beyond picking values.
 """
 
@@ -15,10 +16,11 @@ from typing import Any
 
 import pandas as pd
 
+from planet.cem_grid import AXIS_LABELS, missing_points
 from planet.report.grid import FigureSpec, VariantInfo
 from planet.report.published import TASKS, later_rows, paper_value
-from planet.report.runs import Run, finite
-from planet.report.stats import BOOTSTRAP_SEED, N_BOOTSTRAP
+from planet.report.runs import Run, diagnostics_frame, finite
+from planet.report.stats import BOOTSTRAP_SEED, N_BOOTSTRAP, diagnostics_summary
 from planet.report.tables import MISSING, episodes_needed_markdown, fmt_cell, fmt_num
 
 # Uniform random policy, 10 episodes at the paper's action repeats (measured for this project, reference notes §2).
@@ -49,6 +51,7 @@ class ReadmeInputs:
     missing: Sequence[Mapping[str, Any]]
     expected_given: bool
     needed: pd.DataFrame | None = None
+    cem: pd.DataFrame | None = None  # the CEM grid's results (planet/cem_grid.py `results_frame`), if it has one
 
     def fig(self, key: str, alt: str) -> str:
         """A Markdown image of a written figure (relative link, with its PDF), or "" when it was not written."""
@@ -134,6 +137,78 @@ def rank_paragraph(stats: Mapping, variants: Sequence[str], infos: Mapping[str, 
     if complete and leader in infos:
         text += f" {infos[leader].label} is best on {wins} of the {complete} tasks where all of these variants ran."
     return text
+
+
+def diagnostics_markdown(summary: pd.DataFrame, tasks: Sequence[str], variants: Sequence[str],
+                         infos: Mapping[str, VariantInfo]) -> str:
+    """One row per (task, variant), one column per distance: mean over state groups of the median R^2 over seeds
+    (planet/report/stats.py `diagnostics_summary`)."""
+    distances = sorted(set(summary["distance"]))
+    rows = []
+    for task in [t for t in tasks if t in set(summary["task"])]:
+        for variant in [v for v in variants if v in set(summary.loc[summary["task"] == task, "variant"])]:
+            cells = summary[(summary["task"] == task) & (summary["variant"] == variant)].set_index("distance")["r2"]
+            rows.append({"task": task, "variant": infos[variant].label,
+                         **{("posterior" if d == 0 else f"d={d}"): f"{cells[d]:.2f}" if d in cells.index else MISSING
+                            for d in distances}})
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+def diagnostics_paragraph(summary: pd.DataFrame, tasks: Sequence[str], infos: Mapping[str, VariantInfo]) -> str:
+    """Per task, which variant's features hold the state best from the posterior and at the farthest distance."""
+    parts = []
+    for task in [t for t in tasks if t in set(summary["task"])]:
+        rows = summary[summary["task"] == task]
+        best = []
+        for d in sorted({0, int(rows["distance"].max())} & set(rows["distance"])):
+            at = rows[rows["distance"] == d]
+            top = at.loc[at["r2"].idxmax()]
+            where = "from the posterior" if d == 0 else f"{d} steps open loop"
+            best.append(f"{where}, {infos[top.variant].label} ({top.r2:.2f} of {len(at)} variants)")
+        parts.append(f"{task}: best " + "; ".join(best))
+    return ("R² of 1 is a perfect readout, 0 no better than the held-out mean (below -1: drawn at -1). Here (mean "
+            "over state groups of the median over seeds): " + ". ".join(parts) + ".")
+
+
+def _cem_cell(row: Any) -> str:
+    """A grid point's return: "mean ± std (episodes)", or "—" when its run has not finished."""
+    if not row.episodes:
+        return MISSING
+    return f"{row.return_mean:.0f} ± {row.return_std:.0f} ({row.episodes})"
+
+
+def cem_grid_paragraph(cem: pd.DataFrame, published: pd.DataFrame) -> str:
+    """The default planner's return, the best value of each hyperparameter, and the paper's Table 1 row."""
+    if cem.empty:
+        return "The CEM grid has no points."
+    task = cem["task"].iloc[0]
+    default = cem[cem["default"]].iloc[0]
+    paper = paper_value(published, "CEM + true simulator", task)
+    text = (f"On {task}, the default planner ({default.point}) scores {_cem_cell(default)} over the test "
+            f"episodes (the paper's Table 1, CEM + true simulator: {fmt_num(paper)}).")
+    best = []
+    for axis, rows in cem.groupby("axis", sort=False):
+        done = rows[rows["episodes"] > 0]
+        if len(done) >= 2:
+            top = done.loc[done["return_mean"].idxmax()]
+            best.append(f"{AXIS_LABELS.get(axis, axis)} {top.value:g} ({top.return_mean:.0f}"
+                        f"{', the default' if top.default else ''})")
+    if best:
+        text += " Best value of each hyperparameter (mean return): " + "; ".join(best) + "."
+    else:
+        text += " No hyperparameter has two finished points yet, so nothing is compared."
+    missing = missing_points(cem)
+    if missing:
+        text += f" Not finished: {', '.join(missing)}."
+    return text
+
+
+def cem_grid_markdown(cem: pd.DataFrame) -> str:
+    """The grid's numbers: one row per (hyperparameter, value), the default marked."""
+    rows = [{"hyperparameter": AXIS_LABELS.get(r.axis, r.axis),
+             "value": f"{r.value:g}" + (" (default)" if r.default else ""),
+             "planner": r.point, "return (test: mean ± std (episodes))": _cem_cell(r)} for r in cem.itertuples()]
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def curves_paragraph(curves: pd.DataFrame, tasks: Sequence[str], published: pd.DataFrame) -> str:
@@ -269,6 +344,32 @@ def _openloop(r: ReadmeInputs, spec: FigureSpec) -> list[str]:
     return lines
 
 
+def _state_diagnostics(r: ReadmeInputs, spec: FigureSpec) -> list[str]:
+    lines = [f"## {spec.heading}", ""]
+    members = spec.members(r.infos)
+    frame = diagnostics_frame(r.runs)
+    summary = diagnostics_summary(frame[frame["variant"].isin(members)])
+    if spec.file not in r.figures or summary.empty:
+        return lines + ["No run of this figure's variants was diagnosed (`planet diagnose`; the pipeline runs it for "
+                        "the presets with a `diagnostics:` block in params/pipeline.yaml).", ""]
+    if spec.note:
+        lines += [spec.note, ""]
+    return lines + [r.fig(spec.file, spec.title.lower()), diagnostics_paragraph(summary, r.tasks, r.infos), "",
+                    diagnostics_markdown(summary, r.tasks, members, r.infos), "",
+                    f"Per state group and seed: [figures/{spec.file}.csv](figures/{spec.file}.csv); per run: "
+                    "`diagnostics.json` in its run directory (training R², sample counts, settings).", ""]
+
+
+def _cem_grid(r: ReadmeInputs, spec: FigureSpec) -> list[str]:
+    lines = [f"## {spec.heading}", ""]
+    if r.cem is None:
+        return lines + ["This preset has no CEM grid (`cem_grid:` of its entry in params/pipeline.yaml).", ""]
+    if spec.note:
+        lines += [spec.note, ""]
+    return lines + [r.fig(spec.file, spec.title.lower()), cem_grid_paragraph(r.cem, r.published), "",
+                    cem_grid_markdown(r.cem), "", "Also as [cem_grid.csv](cem_grid.csv).", ""]
+
+
 def _figures(r: ReadmeInputs) -> list[str]:
     """The figures' sections in a fixed order of kinds; within a kind, in the order of params/pipeline.yaml."""
     lines = []
@@ -282,6 +383,10 @@ def _figures(r: ReadmeInputs) -> list[str]:
             lines += _ablation(r, spec)
     for spec in r.of_kind("openloop"):
         lines += _openloop(r, spec)
+    for spec in r.of_kind("state_diagnostics"):
+        lines += _state_diagnostics(r, spec)
+    for spec in r.of_kind("cem_grid"):
+        lines += _cem_grid(r, spec)
     return lines
 
 
@@ -296,6 +401,10 @@ def _aggregate(r: ReadmeInputs) -> list[str]:
             shown[col] = [MISSING if finite(v) is None else f"{v:.3f}" for v in shown[col]]
         lines += [shown.drop(columns="variant").to_markdown(index=False, disable_numparse=True), ""]
     lines += [aggregate_paragraph(r.aggregate, r.reference), ""]
+    lines += ["Performance profile (Agarwal et al. 2021): the fraction of runs whose return/1000 exceeds each "
+              "threshold, tasks weighted equally; the band is a 95% stratified bootstrap (numbers: "
+              "[performance_profile.csv](performance_profile.csv)). A curve above another at every threshold "
+              "dominates it.", "", r.fig("performance_profile", "performance profile")]
     later = _later_references(r.published, r.tasks)
     if later:
         lines += ["## Later published pixel agents (reference)", "",
@@ -314,7 +423,8 @@ def _missing(r: ReadmeInputs) -> list[str]:
     else:
         lines += ["None."]
     return lines + ["", "Files: [table1.csv](table1.csv), [table1.tex](table1.tex), [curves.csv](curves.csv) "
-                    "(DVC plots), [metrics.json](metrics.json) (DVC metrics), [aggregate.csv](aggregate.csv), "
+                    "(DVC plots), [metrics/](metrics) (DVC metrics, one file per task), "
+                    "[aggregate.csv](aggregate.csv), "
                     "[episodes_needed.csv](episodes_needed.csv).", ""]
 
 

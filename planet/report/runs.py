@@ -5,6 +5,7 @@ Only the files runs write are read (never MLflow), so a report can be rebuilt fr
     RESULTS/runs/{variant}/{task}/seed{seed}/   config.yaml, metrics.jsonl, summary.json (complete runs),
                                                 evaluation.json (`planet evaluate`), progress.json, eval/openloop.png
     RESULTS/eval/{variant}/{task}/seed{seed}.json   the same evaluation, where the pipeline writes it
+    RUN/diagnostics.json or RESULTS/diagnostics/{variant}/{task}/seed{seed}.json   `planet diagnose` (paper Fig. 11)
 
 A run's final return is ``return_mean`` of its held-out test evaluation (``evaluation.json``, split test); if there
 is none, the last in-training evaluation (``summary.json`` ``final_eval["eval/return_mean"]``). An evaluation of a
@@ -51,6 +52,7 @@ class Run:
     preset: str | None = None
     curve: pd.DataFrame = field(default_factory=pd.DataFrame)
     openloop: Path | None = None
+    diagnostics: dict | None = None  # `planet diagnose`'s result (planet/diagnostics.py), if the run was diagnosed
 
 
 def read_json(path: Path) -> dict | None:
@@ -104,7 +106,7 @@ def eval_points(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 def read_curve(path: Path) -> pd.DataFrame:
     """Eval lines of a metrics.jsonl as a frame (episodes, env_steps, return_mean, return_std), sorted by episodes;
     empty when the file is absent or unreadable."""
-    from planet.tracking import read_metrics  # noqa: PLC0415 - keeps MLflow-free imports light
+    from planet.tracking import read_metrics
 
     try:
         records = read_metrics(path)
@@ -160,6 +162,8 @@ def read_run(results: Path, variant: str, task: str, seed: int, path: Path) -> R
     run.preset = summary.get("preset") or config.get("preset") or evaluation.get("preset")
     strip = path / "eval" / "openloop.png"
     run.openloop = strip if strip.is_file() and strip.stat().st_size > 0 else None
+    run.diagnostics = read_json(path / "diagnostics.json") or read_json(
+        results / "diagnostics" / variant / task / f"seed{seed}.json")
     return run
 
 
@@ -185,6 +189,26 @@ def curves_frame(runs: Sequence[Run]) -> pd.DataFrame:
     frames = [r.curve.assign(variant=r.variant, task=r.task, seed=r.seed) for r in runs if len(r.curve)]
     columns = ["variant", "task", "seed", *CURVE_COLUMNS]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+DIAGNOSTICS_COLUMNS = ["variant", "task", "seed", "group", "distance", "r2"]
+
+
+def diagnostics_frame(runs: Sequence[Run]) -> pd.DataFrame:
+    """The state diagnostics of every diagnosed run in long form: one row per (run, state group, distance) with the
+    held-out R^2 (NaN where it does not exist); a malformed result is logged and left out."""
+    rows = []
+    for r in runs:
+        result = r.diagnostics or {}
+        try:
+            distances = [int(d) for d in result.get("distances", [])]
+            rows += [{"variant": r.variant, "task": r.task, "seed": r.seed, "group": str(group), "distance": d,
+                      "r2": math.nan if finite(v) is None else finite(v)}
+                     for group, values in (result.get("r2") or {}).items()
+                     for d, v in zip(distances, values, strict=True)]
+        except (TypeError, ValueError, AttributeError) as exc:
+            log.warning("%s: malformed diagnostics (%s); ignored", r.path, exc)
+    return pd.DataFrame(rows, columns=DIAGNOSTICS_COLUMNS)
 
 
 def _status(run: Run) -> str:

@@ -3,6 +3,8 @@ bootstrap, and the paper's "episodes needed" comparison.
 
 * A Table 1 cell is the mean over seeds ± the *sample* standard deviation over seeds (ddof=1: the seeds are a
   sample of the seed population) and the number of seeds.
+* State diagnostics (paper Fig. 11): a variant's score at a distance is the median over seeds of each state
+  group's held-out R^2, averaged over the task's groups.
 * Aggregate score = return / 1000 (DMC returns lie in [0, 1000]); IQM = ``scipy.stats.trim_mean(x, 0.25)`` over all
   (task, seed) scores of a variant (as rliable, Agarwal et al. 2021); the CI resamples seeds within each task
   (stratified bootstrap, percentile method, seeded generator). Tasks with a single seed cannot be resampled and
@@ -28,7 +30,7 @@ BOOTSTRAP_SEED = 0
 
 def iqm(values: Iterable[float]) -> float:
     """Interquartile mean: the mean of the middle 50% (25% trimmed from each end, as rliable)."""
-    from scipy.stats import trim_mean  # noqa: PLC0415
+    from scipy.stats import trim_mean
 
     values = np.asarray(list(values), dtype=float)
     return float(trim_mean(values, 0.25)) if values.size else math.nan
@@ -42,7 +44,7 @@ def stratified_bootstrap_ci(groups: Sequence[Sequence[float]], confidence: float
     Groups of one value cannot be resampled (scipy needs two): they enter every resample unchanged. Returns
     (nan, nan) when no group has two values.
     """
-    from scipy.stats import bootstrap, trim_mean  # noqa: PLC0415
+    from scipy.stats import bootstrap, trim_mean
 
     arrays = [np.asarray(g, dtype=float) for g in groups if len(g)]
     resampled = tuple(a for a in arrays if a.size >= 2)
@@ -59,6 +61,14 @@ def stratified_bootstrap_ci(groups: Sequence[Sequence[float]], confidence: float
     result = bootstrap(resampled, statistic, n_resamples=n_resamples, confidence_level=confidence,
                        method="percentile", vectorized=True, axis=-1, rng=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def diagnostics_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """The state diagnostics per (task, variant, distance): the median over seeds of each group's held-out R^2, then
+    the mean over the task's state groups (columns task, variant, distance, r2; planet/report/runs.py
+    `diagnostics_frame` in)."""
+    per_group = frame.dropna(subset=["r2"]).groupby(["task", "variant", "group", "distance"])["r2"].median()
+    return per_group.groupby(["task", "variant", "distance"]).mean().reset_index()
 
 
 def final_frame(runs: Sequence[Run]) -> pd.DataFrame:
@@ -157,3 +167,34 @@ def episodes_needed(curves: pd.DataFrame, stats: Mapping[str, Mapping[str, Any]]
     columns = ["task", "target", "target_return", "target_episodes", "variant", "label", "episodes", "ratio", "best",
                "seeds"]
     return pd.DataFrame(rows, columns=columns)
+
+
+# rliable (Agarwal et al. 2021) is the field's standard for IQM, CIs and performance profiles, and these functions
+# follow its definitions; it is not a dependency because rliable 1.2.0 (the latest on PyPI) requires arch < 8, and
+# arch 7.x fails to import beside the project's pandas 3 (arch 8.0, which imports, is outside rliable's range, and
+# `pip check` in CI would fail on it). Checked 2026-12-01.
+PROFILE_TAUS = np.linspace(0.0, 1.0, 101)
+
+
+def performance_profile(groups: Sequence[Sequence[float]], taus: np.ndarray = PROFILE_TAUS,
+                        confidence: float = 0.95, n_resamples: int = 2_000,
+                        seed: int = BOOTSTRAP_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The performance profile (run-score distribution, rliable `create_performance_profile`): for each threshold
+    tau, the fraction of runs whose normalised score exceeds tau (strictly), each task weighted equally (the mean
+    over tasks of the fraction of that task's seeds). Returns (profile, ci_low, ci_high), each shaped like ``taus``;
+    the band is a percentile stratified bootstrap (seeds resampled within each task, seeded generator)."""
+    arrays = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    if not arrays:
+        nan = np.full(len(taus), math.nan)
+        return nan, nan, nan
+    taus = np.asarray(taus, dtype=float)
+    profile = np.mean([(a[None, :] > taus[:, None]).mean(axis=1) for a in arrays], axis=0)
+    rng = np.random.default_rng(seed)
+    boot = np.zeros((len(taus), n_resamples))
+    for a in arrays:  # per task: resample its seeds, fraction above each tau, for every resample at once
+        sample = a[rng.integers(0, a.size, size=(n_resamples, a.size))]
+        boot += (sample[None, :, :] > taus[:, None, None]).mean(axis=2)
+    boot /= len(arrays)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(boot, [alpha, 1 - alpha], axis=1)
+    return profile, low, high

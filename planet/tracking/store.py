@@ -37,8 +37,8 @@ def check_server(uri: str, timeout: float = SERVER_PROBE_TIMEOUT_S) -> None:
     ConnectionError with the URI and the fix if the server does not answer within `timeout` seconds."""
     if not uri.startswith(("http://", "https://")):
         return
-    import urllib.error  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
+    import urllib.error
+    import urllib.request
 
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):

@@ -1,5 +1,6 @@
 # Config validation and the job grid. Nothing here runs a job.
 
+import dataclasses
 import json
 import os
 import shlex
@@ -8,8 +9,11 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from planet import baselines as baseline_config
+from planet import cem_grid as cem_grid_lib
 from planet import config as agent_config
+from planet import diagnostics as diagnostics_lib
 from planet.report.grid import figure_specs
+from planet import tasks as task_table
 from planet.tracking import resolve_tracking_uri
 
 validate(config, "../schemas/config.schema.yaml")
@@ -45,6 +49,13 @@ for _t in ABLATION_TASKS:
         raise ValueError(f"config: presets.{PRESET}.ablation_tasks: '{_t}' is not in its tasks {TASKS}")
 SEEDS = [int(s) for s in P["seeds"]]
 VARIANTS = list(P["variants"])
+# One agent for all tasks (paper Figs. 6, 7; workflow/rules/multitask.smk): variants marked `multitask: true` train
+# one job per seed on the preset's `multitask_tasks`, whose per-task views are the variant's runs.
+MULTITASK_VARIANTS = [v for v in VARIANTS if config["variants"][v].get("multitask")]
+MULTITASK_TASKS = list(P.get("multitask_tasks", TASKS))
+for _t in MULTITASK_TASKS:
+    if _t not in TASKS:
+        raise ValueError(f"config: presets.{PRESET}.multitask_tasks: '{_t}' is not in its tasks {TASKS}")
 TRACKING_URI = resolve_tracking_uri(config["tracking_uri"])
 BASELINES = list(P.get("baselines", []))
 for _b in BASELINES:
@@ -99,6 +110,8 @@ def resolved(variant: str, task: str, seed: int) -> agent_config.Config:
 
 
 def variant_tasks(variant: str) -> list[str]:
+    if variant in MULTITASK_VARIANTS:
+        return MULTITASK_TASKS
     return TASKS if config["variants"][variant]["family"] == "agents" else ABLATION_TASKS
 
 
@@ -106,6 +119,18 @@ def variant_tasks(variant: str) -> list[str]:
 for _v in VARIANTS:
     for _t in variant_tasks(_v):
         resolved(_v, _t, SEEDS[0])
+
+
+# The multi-task job's task: "all" for the six tasks (the paper's experiment), else the tasks joined by "+" (e.g. the
+# smoke preset's two); validated now, like every job of the grid.
+MULTITASK_TASK = task_table.ALL_TASKS if MULTITASK_TASKS == list(task_table.TASKS) else "+".join(MULTITASK_TASKS)
+for _v in MULTITASK_VARIANTS:
+    resolved(_v, MULTITASK_TASK, SEEDS[0])
+
+
+def multitask_dir(variant, seed) -> str:
+    """The multi-task run itself (its per-task views are `run_dir(variant, task, seed)`)."""
+    return f"{RESULTS}/multitask/{variant}/seed{seed}"
 
 
 def baseline_seeds(name: str) -> list[int]:
@@ -142,6 +167,80 @@ def baseline_grid(pattern) -> list[str]:
     return [pattern(b, t, s) for b in BASELINES for t in BASELINE_TASKS for s in baseline_seeds(b)]
 
 
+# CEM with the true simulator over its hyperparameters (paper Fig. 12; workflow/rules/cem_grid.smk): the preset's
+# `cem_grid:`, one job per grid point (planet/cem_grid.py); None: this preset has no grid, hence no such jobs.
+try:
+    CEM_GRID = cem_grid_lib.preset_grid(config, PRESET)
+except ValueError as _exc:
+    raise ValueError(str(_exc)) from None  # its one line ("config: presets.P.cem_grid.KEY: ..."), no chain
+CEM_POINTS = {p.name: p for p in CEM_GRID.points()} if CEM_GRID else {}
+
+
+def cem_items(point: str) -> list[str]:
+    """The baseline-setting overrides of one grid point: its CEM sizes and the test episodes."""
+    return [*CEM_POINTS[point].overrides(), f"simulator.episodes={CEM_GRID.episodes}"]
+
+
+def cem_settings(point: str) -> str:
+    """Everything a grid point's run depends on (a params value: a change reruns it); validated now."""
+    try:
+        agent, settings = baseline_config.resolve(CEM_GRID.task, P["agent_preset"], CEM_GRID.seed, cem_items(point))
+    except ValueError as exc:
+        raise ValueError(f"config: presets.{PRESET}.cem_grid, point {point}: {exc}") from None
+    return json.dumps({"env": agent.to_dict()["env"], "simulator": settings.simulator.__dict__}, sort_keys=True)
+
+
+for _point in CEM_POINTS:
+    cem_settings(_point)
+
+
+def cem_grid_dir(point: str) -> str:
+    return str(cem_grid_lib.point_dir(RESULTS, CEM_GRID, CEM_POINTS[point]))
+
+
+def cem_grid_files() -> list[str]:
+    """The summaries of every grid point of this preset (none without a grid)."""
+    return [f"{cem_grid_dir(p)}/summary.json" for p in CEM_POINTS]
+
+
+# State diagnostics (paper Fig. 11; workflow/rules/diagnostics.smk): every run of the variants drawn in a figure of
+# kind state_diagnostics, on the tasks of the preset's `diagnostics:` block; a preset without the block runs none.
+# Settings: params/diagnostics.yaml (the agent preset's block), then the block's `overrides`.
+DIAGNOSTICS = P.get("diagnostics")
+DIAGNOSTICS_VARIANTS = [
+    v for v in VARIANTS
+    if DIAGNOSTICS is not None and any(s.kind == "state_diagnostics" and v in s.variants for s in FIGURES.values())
+]
+DIAGNOSTICS_TASKS = list((DIAGNOSTICS or {}).get("tasks", TASKS))
+for _t in DIAGNOSTICS_TASKS:
+    if _t not in TASKS:
+        raise ValueError(f"config: presets.{PRESET}.diagnostics.tasks: '{_t}' is not in its tasks {TASKS}")
+if DIAGNOSTICS is not None and not DIAGNOSTICS_VARIANTS:
+    raise ValueError(
+        f"config: presets.{PRESET}.diagnostics: none of its variants appears in a figure of kind state_diagnostics "
+        "(list the figure's id under a variant's `figures:`)"
+    )
+DIAGNOSTICS_OVERRIDES = diagnostics_lib.override_items((DIAGNOSTICS or {}).get("overrides", {}))
+# Resolved now, so that a bad key fails the DAG; a param of the rule, so that a changed setting reruns the jobs.
+DIAGNOSTICS_SETTINGS = ""
+if DIAGNOSTICS is not None:
+    try:
+        _settings = diagnostics_lib.resolve_settings(P["agent_preset"], DIAGNOSTICS_OVERRIDES)
+    except ValueError as _exc:
+        raise ValueError(f"config: presets.{PRESET}.diagnostics (agent preset '{P['agent_preset']}'): {_exc}") from None
+    DIAGNOSTICS_SETTINGS = json.dumps(dataclasses.asdict(_settings), sort_keys=True)
+
+
+def diagnostics_file(variant, task, seed) -> str:
+    return f"{RESULTS}/diagnostics/{variant}/{task}/seed{seed}.json"
+
+
+def diagnostics_grid(pattern) -> list[str]:
+    """The preset's diagnosed runs: every seed of the diagnostics variants on the diagnostics tasks they run on."""
+    return [pattern(v, t, s) for v in DIAGNOSTICS_VARIANTS for t in variant_tasks(v) if t in DIAGNOSTICS_TASKS
+            for s in SEEDS]
+
+
 def seed_settings(task: str, seed: int) -> str:
     """What the seed episodes depend on (params of the collect rule: a change reruns it, nothing else does)."""
     cfg = resolved("planet", task, seed)
@@ -156,8 +255,11 @@ def eval_file(variant, task, seed) -> str:
     return f"{RESULTS}/eval/{variant}/{task}/seed{seed}.json"
 
 
-def grid(pattern) -> list[str]:
-    return [pattern(v, t, s) for v in VARIANTS for t in variant_tasks(v) for s in SEEDS]
+def grid(pattern, multitask: bool = True) -> list[str]:
+    """`pattern(variant, task, seed)` over the preset's runs; multitask=False leaves out the multi-task variants'
+    per-task views (they are not run directories of their own: no held-out `planet evaluate` of them)."""
+    return [pattern(v, t, s) for v in VARIANTS if multitask or v not in MULTITASK_VARIANTS
+            for t in variant_tasks(v) for s in SEEDS]
 
 
 def stage_manifest(stage: str) -> str:
@@ -168,5 +270,5 @@ def stage_manifest(stage: str) -> str:
 def report_files() -> list[str]:
     """Everything the report writes (dvc.yaml tracks the same list; a test keeps the two equal)."""
     return [f"{REPORT_DIR}/{name}" for name in
-            ("table1.md", "table1.csv", "table1.tex", "README.md", "metrics.json", "curves.csv", "aggregate.csv",
-             "episodes_needed.csv")]
+            ("table1.md", "table1.csv", "table1.tex", "README.md", "curves.csv", "aggregate.csv",
+             "performance_profile.csv", "episodes_needed.csv")]

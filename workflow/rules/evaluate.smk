@@ -28,7 +28,7 @@ rule evaluate:
 
 rule evaluate_all:
     input:
-        grid(eval_file),
+        grid(eval_file, multitask=False),
     output:
         stage_manifest("evaluate"),
     log:

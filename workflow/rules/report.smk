@@ -1,16 +1,20 @@
-# Table 1, learning curves, ablation figures, open-loop strips and the aggregate, generated from the run files
-# (never from MLflow), then logged as artifacts of a run in the planet-reports MLflow experiment.
+# Table 1, learning curves, ablation figures, open-loop strips, the CEM grid, the state diagnostics and the aggregate,
+# generated from the run files (never from MLflow), then logged as artifacts of a run in the planet-reports MLflow
+# experiment.
 
 
 rule report:
     input:
-        evals=grid(eval_file),
+        evals=grid(eval_file, multitask=False),
         summaries=grid(lambda v, t, s: f"{run_dir(v, t, s)}/summary.json"),
         baselines=baseline_grid(lambda b, t, s: f"{run_dir(b, t, s)}/summary.json"),
+        cem_grid=cem_grid_files(),
+        diagnostics=diagnostics_grid(diagnostics_file),
         published=PUBLISHED_SCORES,
     output:
         report_files(),
         directory(f"{REPORT_DIR}/figures"),
+        directory(f"{REPORT_DIR}/metrics"),
     log:
         f"{RESULTS}/logs/report.log",
     params:
@@ -33,6 +37,7 @@ rule report:
                 },
                 # a list: the figures' order (params/pipeline.yaml) survives sort_keys
                 "figures": [spec.to_json() for spec in FIGURES.values()],
+                "cem_grid": CEM_GRID.to_json() if CEM_GRID else None,
             },
             sort_keys=True,
         ),

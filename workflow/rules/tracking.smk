@@ -12,7 +12,7 @@ rule init_tracking:
             f"--experiment {e} --describe {shlex.quote(f'{e}={text}')}"
             for e, text in (
                 (EXPERIMENT, f"Pipeline preset '{PRESET}' (params/pipeline.yaml): {P.get('description', '').strip()} "
-                 "Runs are tagged variant, family (agents/ablations/baselines), task and seed."),
+                 "Runs are tagged variant, family (agents/ablations/baselines/cem_grid), task and seed."),
                 ("planet-reports", "One run per pipeline preset: the generated report (Table 1, figures, README) "
                  "as artifacts, tagged with the git commit it was made from."),
             )
