@@ -193,6 +193,11 @@ def test_dvc_stages_and_snakemake_targets_agree(tmp_path):
                         "params/diagnostics.yaml")}
     stages = _dvc_stages()
     assert list(stages) == ["seeds", "train", "evaluate", "baselines", "cem_grid", "diagnostics", "report"]
+    targets = [stage["cmd"].split()[-1] for stage in stages.values()]
+    # one summary of every stage's target (the paper grid's DAG is built once, not once per stage)
+    summary = snakemake(root, "--summary", "--cores", "1", *targets).stdout
+    rows = [line.split("\t") for line in summary.splitlines()[1:] if "\t" in line]
+    produced = [row[0] for row in rows]
     for name, stage in stages.items():
         cmd = stage["cmd"].split()
         assert cmd[:2] == ["snakemake", "--cores"], stage["cmd"]
@@ -200,10 +205,7 @@ def test_dvc_stages_and_snakemake_targets_agree(tmp_path):
         outs = [_resolve_dvc(next(iter(o)) if isinstance(o, dict) else o, preset) for o in stage.get("outs", [])]
         outs += [_resolve_dvc(next(iter(o)), preset) for o in stage.get("metrics", []) + stage.get("plots", [])]
         # the target's own outputs are exactly what DVC tracks (or lie inside a tracked directory)
-        summary = snakemake(root, "--summary", "--cores", "1", target).stdout
-        produced = [line.split("\t")[0] for line in summary.splitlines()[1:] if "\t" in line]
-        own = {line.split("\t")[0] for line in summary.splitlines()[1:]
-               if "\t" in line and line.split("\t")[2] == target}
+        own = {row[0] for row in rows if row[2] == target}
         assert own, f"stage {name}: target {target} produces nothing ({summary[-500:]})"
         for path in own:
             assert any(path == o or path.startswith(o.rstrip("/") + "/") for o in outs), (name, path, outs)
