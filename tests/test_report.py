@@ -276,9 +276,10 @@ def test_empty_results_and_cli(tmp_path, capsys):
     assert "No runs were found" in text and "planet / cartpole_swingup / seed 0: absent" in text
     assert "# PlaNet reproduction: preset smoke" in text
     assert pd.read_csv(out / "curves.csv").empty and not list((out / "metrics").iterdir())
-    for name in ("curves", "ablation_models", "ablation_agents", "ablation_overshooting", "aggregate"):
+    for name in ("curves", "aggregate", "performance_profile"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 0
         assert (out / "figures" / f"{name}.pdf").stat().st_size > 0
+    assert not (out / "figures" / "ablation_models.png").exists()  # a grid of PlaNet alone compares no designs
 
 
 def test_learning_record_curve(tmp_path, capsys):
@@ -497,3 +498,15 @@ def test_performance_profile_by_hand():
     again = performance_profile([[0.2, 0.6], [0.9]], taus)
     for a, b in zip(again, (profile, low, high), strict=True):
         np.testing.assert_array_equal(a, b)  # seeded
+
+
+def test_a_grid_of_one_variant_drops_the_comparisons():
+    """The cpu100k grid runs PlaNet alone: no ablation or multi-task comparison of one line, the rest stays."""
+    from planet.report.grid import grid_figures, grid_from_pipeline
+
+    full = grid_figures({})
+    alone = grid_figures(grid_from_pipeline("cpu100k"))
+    dropped = {fid for fid, spec in full.items() if spec.kind == "task_grid"}
+    assert dropped >= {"models", "agents", "overshooting", "activations", "multitask"}
+    assert set(alone) == set(full) - dropped
+    assert set(grid_figures(grid_from_pipeline("smoke"))) == set(full)  # smoke runs every variant

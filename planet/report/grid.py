@@ -146,10 +146,16 @@ def figure_specs(grid: Mapping[str, Any], source: str = "config") -> dict[str, F
 
 def grid_figures(grid: Mapping[str, Any]) -> dict[str, FigureSpec]:
     """The figures of a report grid: its resolved list (`FigureSpec.to_json`, which keeps the order of
-    params/pipeline.yaml through the rule's sorted JSON), else those of params/pipeline.yaml."""
-    if not grid.get("figures"):
-        return pipeline_figures()
-    return {entry["id"]: FigureSpec.from_json(entry) for entry in grid["figures"]}
+    params/pipeline.yaml through the rule's sorted JSON), else those of params/pipeline.yaml. A comparison figure
+    (kind `task_grid`: the ablations, the multi-task agent) of which the grid runs fewer than two variants is left
+    out: it would compare nothing (e.g. the cpu100k preset runs PlaNet alone)."""
+    specs = (pipeline_figures() if not grid.get("figures")
+             else {entry["id"]: FigureSpec.from_json(entry) for entry in grid["figures"]})
+    present = set(grid.get("variants") or {})
+    if not present:
+        return specs
+    return {fid: spec for fid, spec in specs.items()
+            if spec.kind != "task_grid" or len(present & set(spec.variants)) >= 2}
 
 
 def pipeline_file() -> Path:
