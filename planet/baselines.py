@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 
 from planet import config as config_lib
 from planet import rundir
@@ -98,15 +97,7 @@ def resolve(task: str, preset: str, seed: int, overrides: list[str] | None = Non
             baselines_file: Path | None = None) -> tuple[config_lib.Config, BaselineSettings]:
     """The agent config of (task, preset, seed) and the validated baseline settings of that preset."""
     agent = config_lib.resolve(task, preset, seed)
-    baselines_file = baselines_file or config_lib.params_dir() / "baselines.yaml"
-    try:
-        blocks = yaml.safe_load(Path(baselines_file).read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"baselines file {baselines_file} not found") from exc
-    if preset not in blocks:
-        raise ConfigError(f"preset '{preset}' has no block in {baselines_file}; valid: {', '.join(sorted(blocks))}")
-    block = dict(blocks[preset] or {})
-    block.pop("description", None)
+    block = config_lib.preset_block(baselines_file or config_lib.params_dir() / "baselines.yaml", preset, "baselines")
     settings = config_lib.build_settings(BaselineSettings, block, overrides)
     sac = settings.sac
     for key in ("frame_stack", "buffer_size", "batch_size", "gradient_steps", "features_dim"):

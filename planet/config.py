@@ -364,6 +364,18 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def preset_block(path: Path, preset: str, what: str) -> dict[str, Any]:
+    """The block of agent preset ``preset`` in a per-preset settings file (params/baselines.yaml,
+    params/diagnostics.yaml), its ``description`` dropped; a missing file or block is one ConfigError."""
+    try:
+        blocks = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} file {path} not found") from exc
+    if preset not in blocks:
+        raise ConfigError(f"preset '{preset}' has no block in {path}; valid: {', '.join(sorted(blocks))}")
+    return {k: v for k, v in dict(blocks[preset] or {}).items() if k != "description"}
+
+
 def build_settings(cls: type, block: dict[str, Any], overrides: list[str] | None = None) -> Any:
     """Dataclass ``cls`` from a params block and ``KEY=VALUE`` overrides, validated as strictly as the agent's
     config (unknown keys and wrong types are refused): what params/baselines.yaml uses."""

@@ -47,7 +47,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import yaml
 from torch import Tensor, nn
 
 from planet import config as config_lib
@@ -115,14 +114,8 @@ def resolve_settings(preset: str, overrides: Iterable[str] | Mapping[str, Any] |
     """The validated settings for runs of agent preset ``preset``: its block of params/diagnostics.yaml, then
     ``KEY=VALUE`` overrides (or a mapping, as a pipeline preset's ``diagnostics: overrides:``). Every mistake is a
     one-line ConfigError naming the key."""
-    path = params_file or config_lib.params_dir() / "diagnostics.yaml"
-    try:
-        blocks = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"diagnostics settings file {path} not found") from exc
-    if preset not in blocks:
-        raise ConfigError(f"preset '{preset}' has no block in {path}; valid: {', '.join(sorted(blocks))}")
-    values = {k: v for k, v in dict(blocks[preset] or {}).items() if k != "description"}
+    values = config_lib.preset_block(params_file or config_lib.params_dir() / "diagnostics.yaml", preset,
+                                     "diagnostics settings")
     if isinstance(overrides, Mapping):
         overrides = override_items(overrides)
     values.update(config_lib.parse_overrides(list(overrides or [])))

@@ -225,20 +225,19 @@ def plot_performance_profile(finals: pd.DataFrame, infos: Mapping[str, VariantIn
                              base: Path, written: list[Path]) -> pd.DataFrame:
     """The performance profile (Agarwal et al. 2021): per variant, the fraction of runs with return/1000 above each
     threshold, tasks weighted equally, with a 95% stratified-bootstrap band. Returns the plotted numbers."""
-    from planet.report.stats import PROFILE_TAUS, performance_profile
+    from planet.report.stats import PROFILE_TAUS, performance_profile, score_groups
 
     fig = _figure(6.5, 4.2)
     ax = fig.subplots()
     rows = []
     for name, info in infos.items():
-        mine = finals[finals["variant"] == name]
-        if mine.empty:
+        groups = score_groups(finals, name)
+        if not groups:
             continue
-        groups = [g["return"].to_numpy(float) / 1000 for _, g in mine.groupby("task", sort=True)]
         profile, low, high = performance_profile(groups)
         colour = palette.get(name, "C0")
         ax.plot(PROFILE_TAUS, profile, color=colour, lw=2, ls="--" if info.baseline else "-",
-                label=f"{info.label} ({len(mine)} runs, {len(groups)} tasks)")
+                label=f"{info.label} ({sum(map(len, groups))} runs, {len(groups)} tasks)")
         ax.fill_between(PROFILE_TAUS, low, high, color=colour, alpha=0.15, lw=0)
         rows += [{"variant": name, "tau": t, "fraction": p, "ci_low": lo, "ci_high": hi}
                  for t, p, lo, hi in zip(PROFILE_TAUS, profile, low, high, strict=True)]

@@ -89,18 +89,23 @@ def summarise(finals: pd.DataFrame) -> dict[str, dict[str, dict[str, float | int
     return out
 
 
+def score_groups(finals: pd.DataFrame, variant: str) -> list[np.ndarray]:
+    """A variant's normalised scores (return / 1000) grouped by task, tasks sorted: the strata of the bootstrap."""
+    mine = finals[finals["variant"] == variant]
+    return [g["return"].to_numpy(float) / 1000 for _, g in mine.groupby("task", sort=True)]
+
+
 def aggregate_scores(finals: pd.DataFrame, infos: Mapping[str, VariantInfo]) -> pd.DataFrame:
     """Per variant: IQM of return/1000 pooled over tasks x seeds, 95% stratified-bootstrap CI (seeds within tasks)."""
     rows = []
     for name, info in infos.items():
-        mine = finals[finals["variant"] == name]
-        if mine.empty:
+        groups = score_groups(finals, name)
+        if not groups:
             continue
-        groups = [g["return"].to_numpy(float) / 1000 for _, g in mine.groupby("task", sort=True)]
         low, high = stratified_bootstrap_ci(groups)
         rows.append({"variant": name, "label": info.label, "kind": "baseline" if info.baseline else "run",
                      "iqm": iqm(np.concatenate(groups)), "ci_low": low, "ci_high": high,
-                     "tasks": len(groups), "runs": len(mine)})
+                     "tasks": len(groups), "runs": sum(map(len, groups))})
     return pd.DataFrame(rows, columns=["variant", "label", "kind", "iqm", "ci_low", "ci_high", "tasks", "runs"])
 
 
