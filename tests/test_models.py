@@ -103,8 +103,8 @@ def test_encoder_decoder_shapes():
 
 
 def test_fast_paths_compute_the_plain_layers():
-    """Speed work keeps the function: the encoder's channels-last layout and the decoder's first deconvolution
-    done as a matrix multiply give the plain NCHW layers' outputs (and gradients) to float32 rounding."""
+    """Speed work keeps the function: the encoder's and decoder's channels-last layout and the decoder's first
+    deconvolution done as a matrix multiply give the plain NCHW layers' outputs (and gradients) to float32 rounding."""
     import torch.nn.functional as F
 
     torch.manual_seed(0)
@@ -117,9 +117,15 @@ def test_fast_paths_compute_the_plain_layers():
 
     feats = torch.randn(2, 3, 11, generator=gen(1), requires_grad=True)
     fast = dec(feats)
-    plain = dec.net(dec.dense(feats).reshape(-1, 16 * 8, 1, 1)).reshape(2, 3, 3, 64, 64)  # ConvTranspose2d on 1x1
+    x = dec.dense(feats).reshape(-1, 16 * 8, 1, 1)  # ConvTranspose2d on 1x1, NCHW weights and activations
+    for i, deconv in enumerate(dec.net[::2]):
+        x = F.conv_transpose2d(x, deconv.weight.contiguous(), deconv.bias, 2)
+        x = F.relu(x) if i < 3 else x
+    plain = x.reshape(2, 3, 3, 64, 64)
+    assert x.is_contiguous() and fast.reshape(-1, 3, 64, 64).is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
-    g_fast, g_plain = (torch.autograd.grad(out.square().sum(), [feats, dec.net[0].weight]) for out in (fast, plain))
+    params = [feats, *(deconv.weight for deconv in dec.net[::2])]
+    g_fast, g_plain = (torch.autograd.grad(out.square().sum(), params) for out in (fast, plain))
     for a, b in zip(g_fast, g_plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
