@@ -21,6 +21,7 @@ from planet.models import (
     WorldModel,
     free_nats_kl,
     kl_normal,
+    mean_normal_log_prob,
     normal_log_prob,
     postprocess,
     preprocess,
@@ -65,6 +66,20 @@ def test_unit_gaussian_log_prob():
     # per element: -0.5 * 1 - 0.5 ln 2 pi; summed over 3 elements
     expected = 3 * (-0.5 - 0.5 * math.log(2 * math.pi))
     assert torch.allclose(normal_log_prob(x, mean, 1), torch.full((2,), expected))
+
+
+def test_fused_mean_log_prob_equals_the_plain_one():
+    """The image term's fused form: the mean over leading dims of the summed log-density, and its gradient."""
+    x = torch.tensor([[0.0, 1.0, 2.0], [1.0, 1.0, 1.0]])
+    mean = torch.tensor([[1.0, 1.0, 1.0], [1.0, 3.0, 1.0]], requires_grad=True)
+    # squared errors per row: 1 + 0 + 1 = 2 and 0 + 4 + 0 = 4; mean of -0.5 * sq - 1.5 ln 2 pi
+    expected = -0.5 * 3.0 - 1.5 * math.log(2 * math.pi)
+    fused = mean_normal_log_prob(x, mean, 1)
+    assert fused.item() == pytest.approx(expected, rel=1e-6)
+    (grad,) = torch.autograd.grad(fused, mean)
+    assert grad.tolist() == [[-0.5, 0.0, 0.5], [0.0, -1.0, 0.0]]  # (x - mean) / rows
+    x, mean = torch.randn(2, 3, 3, 4, 5, generator=gen()), torch.randn(2, 3, 3, 4, 5, generator=gen(1))
+    torch.testing.assert_close(mean_normal_log_prob(x, mean, 3), normal_log_prob(x, mean, 3).mean())
 
 
 # ---- preprocessing
