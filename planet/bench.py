@@ -6,7 +6,8 @@
 * the update's achieved FLOP/s (counted by torch's FlopCounterMode) as a fraction of this machine's float32
   matrix-multiply rate measured in the same run;
 * the update and the plan again in bfloat16 (`compute.*_precision=bf16`), their speed-up over float32, the CPU's
-  relevant instruction sets and what `auto` chooses here; with `compile`, the plan with a compiled imagination step;
+  relevant instruction sets and what `auto` chooses here; with `compile`, the update with compiled encoder and
+  decoder and the plan with a compiled imagination step (`compute.compile`);
 * what a user feels (`episode=True`): one `cpu`-preset training episode on cartpole (50 updates at B=16, then one
   collected episode) and one 10-episode evaluation, run by the real Trainer in a temporary directory, in float32 and
   in the precision `auto` chooses.
@@ -50,6 +51,22 @@ def _median_time(fn: Callable[[], object], repeats: int, device: torch.device) -
     return statistics.median(times)
 
 
+def _median_times(fns: list[Callable[[], object]], repeats: int, device: torch.device) -> list[float]:
+    """Medians of several functions timed in turns (a, b, a, b, ...) after one warm-up each, so that a shared
+    machine's drift over minutes falls on all of them alike and their ratios stay meaningful."""
+    for fn in fns:
+        fn()
+    _sync(device)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
+
+
 def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
     """float32 FLOP/s of an n x n matrix multiply (the machine's practical peak for dense float32 work)."""
     a = torch.randn(n, n, device=device)
@@ -58,10 +75,14 @@ def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / seconds
 
 
-def bench_update(device: torch.device, batch: int, length: int, repeats: int, action_dim: int = 6,
-                 dtype: torch.dtype = torch.float32) -> dict:
+def _update_fn(device: torch.device, batch: int, length: int, action_dim: int = 6,
+               dtype: torch.dtype = torch.float32, compile_nets: bool = False) -> Callable[[], None]:
+    """One world-model update (forward, backward, clipping, Adam) of a paper-size model on a random B x L batch, in
+    `dtype` (as the Trainer updates), as a function to time."""
     cfg_model, cfg_loss = ModelConfig(), LossConfig()
     model = WorldModel(cfg_model, action_dim).to(device)
+    if compile_nets:
+        model.compile_update()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
     gen = torch.Generator(device=device).manual_seed(0)
     rng = np.random.default_rng(0)
@@ -78,15 +99,22 @@ def bench_update(device: torch.device, batch: int, length: int, repeats: int, ac
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1000.0)
         opt.step()
 
-    seconds = _median_time(step, repeats, device)
+    return step
+
+
+def bench_update(device: torch.device, batch: int, length: int, repeats: int) -> dict:
+    """float32 and bfloat16 updates timed in turns, and the float32 update's FLOP (counted by FlopCounterMode)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    fp32 = _update_fn(device, batch, length)
+    seconds, seconds_bf16 = _median_times([fp32, _update_fn(device, batch, length, dtype=torch.bfloat16)],
+                                          repeats, device)
     counter = FlopCounterMode(display=False)
     with counter:
-        step()
+        fp32()
     flops = counter.get_total_flops()
     return {"update_s": seconds, "update_flop": flops, "update_flop_per_s": flops / seconds,
-            "batch": batch, "chunk": length}
+            "batch": batch, "chunk": length, "update_s_bf16": seconds_bf16, "bf16_speedup": seconds / seconds_bf16}
 
 
 def _plan_fn(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int, beliefs: int = 1,
@@ -191,14 +219,16 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
     rate = matmul_rate(device, n=512 if quick else 2048)
     bf16 = torch.bfloat16
     update = bench_update(device, sizes["batch"], sizes["length"], repeats)
-    update_bf16 = bench_update(device, sizes["batch"], sizes["length"], repeats, dtype=bf16)
     plan_args = (sizes["candidates"], sizes["iterations"], sizes["horizon"], sizes["top_k"])
-    plan_s = bench_plan(device, *plan_args, repeats=max(repeats, 3))
-    plan10_s = bench_plan(device, *plan_args, repeats=repeats, beliefs=10)
-    plan_bf16_s = bench_plan(device, *plan_args, repeats=max(repeats, 3), dtype=bf16)
+    plan_s, plan10_s, plan_bf16_s = _median_times(
+        [_plan_fn(device, *plan_args), _plan_fn(device, *plan_args, beliefs=10),
+         _plan_fn(device, *plan_args, dtype=bf16)], max(repeats, 3), device)
     plan = {"plan_s": plan_s, "plan_s_10_beliefs": plan10_s, "ten_beliefs_over_one": plan10_s / plan_s,
             "plan_s_bf16": plan_bf16_s, "bf16_speedup": plan_s / plan_bf16_s}
     if compile_step:
+        for name, dtype in (("compiled", torch.float32), ("compiled_bf16", bf16)):
+            fn = _update_fn(device, sizes["batch"], sizes["length"], dtype=dtype, compile_nets=True)
+            update[f"update_s_{name}"] = _median_time(fn, repeats, device)
         for name, dtype in (("compiled", torch.float32), ("compiled_bf16", bf16)):
             t0 = time.perf_counter()
             plan[f"plan_s_{name}"] = bench_plan(device, *plan_args, repeats=max(repeats, 3), dtype=dtype,
@@ -225,8 +255,7 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
         "retain_freed_memory": utils.RETAINING_FREED_MEMORY,
         "quick": quick,
         "repeats": repeats,
-        "update": update | {"update_s_bf16": update_bf16["update_s"],
-                            "bf16_speedup": update["update_s"] / update_bf16["update_s"]},
+        "update": update,
         "plan": plan | {"plan_flop": flop, "plan_fraction_of_matmul_rate": flop / plan_s / rate,
                         "candidates": sizes["candidates"], "iterations": sizes["iterations"],
                         "horizon": sizes["horizon"], "top_k": sizes["top_k"]},

@@ -82,6 +82,8 @@ class Trainer:
         self._build_envs()
         torch.manual_seed(derive_seed(cfg.seed, "init"))  # parameter initialisation only
         self.model = WorldModel(cfg.model, self.action_dim).to(self.device)
+        if cfg.compute.compile:
+            self.model.compile_update()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.learning_rate, eps=cfg.train.adam_eps)
         warmup = cfg.train.warmup_updates
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

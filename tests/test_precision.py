@@ -128,6 +128,28 @@ def test_compiled_imagination_step_equals_eager():
     assert torch.allclose(eager, compiled, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # compiling forward and backward takes ~25 s on 2 cores
+def test_compiled_update_equals_eager():
+    """`compute.compile` compiles the loss's encoder and decoder: the same loss and gradients within float32
+    rounding (inductor reorders sums), and the state_dict keeps its keys (checkpoints are interchangeable)."""
+    pytest.importorskip("torch._inductor")
+    obs = torch.randint(0, 256, (2, 4, 64, 64, 3), dtype=torch.uint8, generator=gen(0))
+    act, rew = torch.rand(2, 4, 2, generator=gen(1)) * 2 - 1, torch.rand(2, 4, generator=gen(2))
+    results = []
+    for compiled in (False, True):
+        model = _model().train()
+        if compiled:
+            model.compile_update()
+        loss, _ = model.loss(preprocess(obs, 5, gen(3)), act, rew, LossConfig(), gen(4))
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()}, set(model.state_dict())))
+    (eager, g_eager, keys_eager), (comp, g_comp, keys_comp) = results
+    torch.testing.assert_close(comp, eager, rtol=1e-5, atol=1e-4)
+    assert keys_comp == keys_eager and g_comp.keys() == g_eager.keys()
+    for name, grad in g_eager.items():
+        torch.testing.assert_close(g_comp[name], grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
 def test_agent_plans_in_the_configured_precision():
     model = _model()
     planner = PlannerConfig(horizon=3, iterations=2, candidates=16, top_k=4)
