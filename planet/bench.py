@@ -3,8 +3,8 @@
 * seconds per world-model update (forward, backward, Adam step) at B x L (paper: 50 x 50), paper-size model;
 * seconds per plan (paper: CEM J=1000, I=10, H=12) for one belief, and for a batch of beliefs;
 * environment steps per second with rendering (after action repeat), and seconds per rendered frame;
-* the update's achieved FLOP/s (counted by torch's FlopCounterMode) as a fraction of this machine's float32
-  matrix-multiply rate measured in the same run;
+* the update's and the plan's achieved FLOP/s (counted by torch's FlopCounterMode) as a fraction of this machine's
+  float32 matrix-multiply rate, measured in turns with them (a block of 2048^3 multiplies between their repeats);
 * the update and the plan again in bfloat16 (`compute.*_precision=bf16`), their speed-up over float32, the CPU's
   relevant instruction sets and what `auto` chooses here; with `compile`, the update with compiled encoder and
   decoder and the plan with a compiled imagination step (`compute.compile`);
@@ -12,7 +12,8 @@
   collected episode) and one 10-episode evaluation, run by the real Trainer in a temporary directory, in float32 and
   in the precision `auto` chooses.
 
-Medians over `repeats` after one warm-up. Numbers from a shared machine are noisy: compare ratios from one run.
+Medians over `repeats` after one warm-up. What is compared (float32 vs bf16, one belief vs ten, work vs matmul rate)
+is timed in turns, so a shared machine's drift over minutes cancels in the ratios; absolute seconds still drift.
 """
 
 from __future__ import annotations
@@ -67,12 +68,22 @@ def _median_times(fns: list[Callable[[], object]], repeats: int, device: torch.d
     return [statistics.median(ts) for ts in times]
 
 
-def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
-    """float32 FLOP/s of an n x n matrix multiply (the machine's practical peak for dense float32 work)."""
+def _matmul_fn(device: torch.device, n: int, count: int = 1) -> tuple[Callable[[], None], int]:
+    """`count` float32 n x n matrix multiplies as a function to time, and their FLOP."""
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    seconds = _median_time(lambda: a @ b, repeats, device)
-    return 2 * n**3 / seconds
+
+    def run() -> None:
+        for _ in range(count):
+            a @ b
+
+    return run, 2 * n**3 * count
+
+
+def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """float32 FLOP/s of an n x n matrix multiply (the machine's practical peak for dense float32 work)."""
+    fn, flop = _matmul_fn(device, n)
+    return flop / _median_time(fn, repeats, device)
 
 
 def _update_fn(device: torch.device, batch: int, length: int, action_dim: int = 6,
@@ -102,18 +113,22 @@ def _update_fn(device: torch.device, batch: int, length: int, action_dim: int = 
     return step
 
 
-def bench_update(device: torch.device, batch: int, length: int, repeats: int) -> dict:
-    """float32 and bfloat16 updates timed in turns, and the float32 update's FLOP (counted by FlopCounterMode)."""
+def bench_update(device: torch.device, batch: int, length: int, repeats: int, matmul_n: int = 2048) -> dict:
+    """float32 and bfloat16 updates and a block of float32 matrix multiplies timed in turns; the float32 update's
+    FLOP (counted by FlopCounterMode) and its fraction of the matmul rate measured between its own repeats."""
     from torch.utils.flop_counter import FlopCounterMode
 
     fp32 = _update_fn(device, batch, length)
-    seconds, seconds_bf16 = _median_times([fp32, _update_fn(device, batch, length, dtype=torch.bfloat16)],
-                                          repeats, device)
+    matmul, matmul_flop = _matmul_fn(device, matmul_n, count=20)
+    seconds, seconds_bf16, matmul_s = _median_times(
+        [fp32, _update_fn(device, batch, length, dtype=torch.bfloat16), matmul], repeats, device)
     counter = FlopCounterMode(display=False)
     with counter:
         fp32()
     flops = counter.get_total_flops()
+    rate = matmul_flop / matmul_s
     return {"update_s": seconds, "update_flop": flops, "update_flop_per_s": flops / seconds,
+            "matmul_flop_per_s": rate, "fraction_of_matmul_rate": flops / seconds / rate,
             "batch": batch, "chunk": length, "update_s_bf16": seconds_bf16, "bf16_speedup": seconds / seconds_bf16}
 
 
@@ -141,12 +156,14 @@ def bench_plan(device: torch.device, candidates: int, iterations: int, horizon: 
     return _median_time(fn, repeats, device)
 
 
-def bench_episode(device: torch.device, update_precision: str, plan_precision: str, quick: bool = False) -> dict:
+def bench_episode(device: torch.device, update_precision: str, plan_precision: str, quick: bool = False,
+                  compile_nets: bool = False) -> dict:
     """One `cpu`-preset training episode on cartpole and one evaluation, timed by the real Trainer's own metrics.
 
     Seed episodes are collected first (not timed); then 50 updates at B=16 and one collected episode (the
     `perf/updates_per_s` and `perf/collect_s` the run logs), then the final 10-episode evaluation (`perf/eval_s`).
-    `quick` uses the debug preset.
+    `quick` uses the debug preset. `compile_nets` sets `compute.compile`; its compilation (once per process, ~5 s
+    with inductor's on-disk cache warm, up to a minute cold) falls in the timed updates and collection.
     """
     import tempfile
 
@@ -157,7 +174,8 @@ def bench_episode(device: torch.device, update_precision: str, plan_precision: s
     base = config_lib.resolve("cartpole_swingup", preset, 0)
     overrides = {"train": {"episodes": base.train.seed_episodes + 1}, "eval": {"every": 0, "video": False},
                  "run": {"mlflow": False, "threads": torch.get_num_threads()},
-                 "compute": {"update_precision": update_precision, "plan_precision": plan_precision}}
+                 "compute": {"update_precision": update_precision, "plan_precision": plan_precision,
+                             "compile": compile_nets}}
     cfg = config_lib.resolve("cartpole_swingup", preset, 0, overrides)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -168,6 +186,7 @@ def bench_episode(device: torch.device, update_precision: str, plan_precision: s
     evaluation = next(m for m in lines if "perf/eval_s" in m)
     updates_s = cfg.train.updates_per_episode / train["perf/updates_per_s"]
     return {"preset": preset, "update_precision": update_precision, "plan_precision": plan_precision,
+            "compile": compile_nets,
             "updates_s": updates_s, "collect_s": train["perf/collect_s"],
             "episode_s": updates_s + train["perf/collect_s"], "eval_s": evaluation["perf/eval_s"],
             "eval_episodes": cfg.eval.episodes, "wall_s_with_seed_episodes": wall}
@@ -218,13 +237,16 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
         sizes = dict(batch=50, length=50, candidates=1000, iterations=10, horizon=12, top_k=100, env_steps=100)
     rate = matmul_rate(device, n=512 if quick else 2048)
     bf16 = torch.bfloat16
-    update = bench_update(device, sizes["batch"], sizes["length"], repeats)
+    matmul_n = 512 if quick else 2048
+    update = bench_update(device, sizes["batch"], sizes["length"], repeats, matmul_n)
     plan_args = (sizes["candidates"], sizes["iterations"], sizes["horizon"], sizes["top_k"])
-    plan_s, plan10_s, plan_bf16_s = _median_times(
+    matmul, matmul_flop = _matmul_fn(device, matmul_n, count=5)
+    plan_s, plan10_s, plan_bf16_s, matmul_s = _median_times(
         [_plan_fn(device, *plan_args), _plan_fn(device, *plan_args, beliefs=10),
-         _plan_fn(device, *plan_args, dtype=bf16)], max(repeats, 3), device)
+         _plan_fn(device, *plan_args, dtype=bf16), matmul], max(repeats, 3), device)
     plan = {"plan_s": plan_s, "plan_s_10_beliefs": plan10_s, "ten_beliefs_over_one": plan10_s / plan_s,
-            "plan_s_bf16": plan_bf16_s, "bf16_speedup": plan_s / plan_bf16_s}
+            "plan_s_bf16": plan_bf16_s, "bf16_speedup": plan_s / plan_bf16_s,
+            "matmul_flop_per_s": matmul_flop / matmul_s}
     if compile_step:
         for name, dtype in (("compiled", torch.float32), ("compiled_bf16", bf16)):
             fn = _update_fn(device, sizes["batch"], sizes["length"], dtype=dtype, compile_nets=True)
@@ -244,6 +266,8 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
         episodes.append(bench_episode(device, "fp32", "fp32", quick))
         if "bf16" in (auto["update"], auto["plan"]):
             episodes.append(bench_episode(device, "auto", "auto", quick))
+        if compile_step:
+            episodes.append(bench_episode(device, "auto", "auto", quick, compile_nets=True))
     import resource
 
     return {
@@ -256,14 +280,14 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
         "quick": quick,
         "repeats": repeats,
         "update": update,
-        "plan": plan | {"plan_flop": flop, "plan_fraction_of_matmul_rate": flop / plan_s / rate,
+        "plan": plan | {"plan_flop": flop, "plan_fraction_of_matmul_rate": flop / plan_s / plan["matmul_flop_per_s"],
                         "candidates": sizes["candidates"], "iterations": sizes["iterations"],
                         "horizon": sizes["horizon"], "top_k": sizes["top_k"]},
         "auto_precision": auto,
         "user_episode": episodes,
         "env": envs,
         "matmul_flop_per_s": rate,
-        "update_fraction_of_matmul_rate": update["update_flop_per_s"] / rate,
+        "update_fraction_of_matmul_rate": update["fraction_of_matmul_rate"],
         # peak resident memory of this process (the paper-size update dominates it); Linux reports KiB
         "max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
         **_gpu_memory(device),
