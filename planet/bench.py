@@ -41,15 +41,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return _median_times([fn], repeats, device)[0]
 
 
 def _median_times(fns: list[Callable[[], object]], repeats: int, device: torch.device) -> list[float]:
@@ -128,7 +120,7 @@ def bench_update(device: torch.device, batch: int, length: int, repeats: int, ma
     flops = counter.get_total_flops()
     rate = matmul_flop / matmul_s
     return {"update_s": seconds, "update_flop": flops, "update_flop_per_s": flops / seconds,
-            "matmul_flop_per_s": rate, "fraction_of_matmul_rate": flops / seconds / rate,
+            "matmul_flop_per_s": rate,
             "batch": batch, "chunk": length, "update_s_bf16": seconds_bf16, "bf16_speedup": seconds / seconds_bf16}
 
 
@@ -235,9 +227,9 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
         sizes = dict(batch=4, length=8, candidates=64, iterations=2, horizon=4, top_k=8, env_steps=10)
     else:
         sizes = dict(batch=50, length=50, candidates=1000, iterations=10, horizon=12, top_k=100, env_steps=100)
-    rate = matmul_rate(device, n=512 if quick else 2048)
-    bf16 = torch.bfloat16
     matmul_n = 512 if quick else 2048
+    rate = matmul_rate(device, n=matmul_n)
+    bf16 = torch.bfloat16
     update = bench_update(device, sizes["batch"], sizes["length"], repeats, matmul_n)
     plan_args = (sizes["candidates"], sizes["iterations"], sizes["horizon"], sizes["top_k"])
     matmul, matmul_flop = _matmul_fn(device, matmul_n, count=5)
@@ -287,7 +279,7 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
         "user_episode": episodes,
         "env": envs,
         "matmul_flop_per_s": rate,
-        "update_fraction_of_matmul_rate": update["fraction_of_matmul_rate"],
+        "update_fraction_of_matmul_rate": update["update_flop_per_s"] / update["matmul_flop_per_s"],
         # peak resident memory of this process (the paper-size update dominates it); Linux reports KiB
         "max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
         **_gpu_memory(device),

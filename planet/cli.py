@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmark runs, times nothing useful")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--compile", action="store_true", help="also time the update, the plan and the user episode "
-                   "compiled (compute.compile; compiling costs ~20-60 s per precision on a 2-core CPU)")
+                   "compiled (compute.compile; compiling costs ~5-25 s per function on a 2-core CPU)")
     p.add_argument("--no-episode", action="store_true", help="skip the cpu-preset training episode and evaluation "
                    "(a few minutes on a 2-core CPU)")
     return parser

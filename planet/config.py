@@ -217,8 +217,8 @@ class ComputeConfig:
     accumulation; PyTorch's own default for convolutions). false = strict float32. No effect on CPU."""
     compile: bool = False
     """torch.compile the planner's one-step imagination (CUDA: mode reduce-overhead, i.e. CUDA graphs) and the update's
-    encoder and decoder (default mode). Compiles once per process (~20-60 s on a 2-core CPU); on CPU the compiled
-    bf16 plan is ~1.2x the eager bf16 one, the update ~1.06x (fp32 and bf16)."""
+    encoder and decoder (default mode). Compiles once per process (~5-25 s per function on a 2-core CPU); there the
+    compiled bf16 plan was 1.1-1.2x the eager bf16 one and the update 0.96-1.3x (README, Speed)."""
 
 
 @dataclass(frozen=True)

@@ -168,10 +168,10 @@ class Decoder(nn.Module):
             nn.ConvTranspose2d(depth, 3, 6, 2),
         )
 
-        # Channels-last (NHWC) throughout, like the encoder: oneDNN's transposed convolutions run 1.2-1.6x faster
-        # there (forward + backward, 800 images, 2-core Zen 4, fp32 and bf16), and the output has the layout of
-        # `preprocess`'s target images. Every tensor between the layers must be NHWC too: one NCHW tensor in the
-        # chain (mixed layouts) made the ReLU backward ~20x slower.
+        # Channels-last (NHWC) throughout, like the encoder: oneDNN's two larger transposed convolutions run
+        # 1.3-1.6x faster there, the first one as fast (fp32) or 1.2x (bf16) (forward + backward, 800 images,
+        # 2-core Zen 4), and the output has the layout of `preprocess`'s target images. Every tensor between the
+        # layers must be NHWC too: one NCHW tensor in the chain (mixed layouts) made the ReLU backward ~20x slower.
         self.net.to(memory_format=torch.channels_last)
 
     def forward(self, features: Tensor) -> Tensor:
@@ -488,10 +488,10 @@ class WorldModel(nn.Module):
     def compile_update(self) -> None:
         """torch.compile the encoder and decoder as the loss calls them (`compute.compile`; video, diagnostics and the
         agent keep the eager modules, so their other batch shapes cause no recompiles). Inductor fuses the ReLUs,
-        casts and the image term around the convolutions (oneDNN on CPU, cuDNN on GPU): the B=16 update ~6% faster
-        on a 2-core CPU, fp32 and bf16. Default mode, also on CUDA: these calls are a few large kernels, not
-        launch-bound, so CUDA graphs would buy nothing here. The parameters stay the modules' own (state_dict and
-        checkpoints unchanged). Compiles on the first update (~5-40 s on 2 cores)."""
+        casts and the image term around the convolutions (oneDNN on CPU, cuDNN on GPU); on a 2-core CPU the update
+        gained 1.06x at B=16 and 0.96-1.3x at B=50 (`planet bench`, a noisy VM). Default mode, also on CUDA: these
+        calls are a few large kernels, not launch-bound. The parameters stay the modules' own (state_dict and
+        checkpoints unchanged). Compiles on the first update (~5 s with inductor's cache warm, ~20 s cold here)."""
         self.__dict__["_update_nets"] = (torch.compile(self.encoder, dynamic=False),
                                          torch.compile(self.decoder, dynamic=False))
 
