@@ -260,6 +260,12 @@ class Replay:
         return self._num_steps
 
     @property
+    def obs_bytes(self) -> int:
+        """Bytes of the stored uint8 observations (the replay's resident memory, all but the small action and reward
+        rows)."""
+        return self._num_steps * int(np.prod(self.obs_shape))
+
+    @property
     def episode_lengths(self) -> np.ndarray:
         """Rows per stored episode, in index order (a copy)."""
         return self._lengths.copy()

@@ -42,7 +42,7 @@ from planet.models import WorldModel, preprocess
 from planet.replay import Replay, load_episode
 from planet.rollouts import EnvPool, collect_episode, evaluate, evaluation_metrics, seed_episode_files
 from planet.tracking import Tracker
-from planet.utils import PlanetError, atomic_save, atomic_write_text, derive_seed, torch_generator
+from planet.utils import PlanetError, atomic_save, atomic_write_text, derive_seed, memory_gb, torch_generator
 from planet.video import write_eval_artifacts
 
 log = logging.getLogger(__name__)
@@ -309,7 +309,10 @@ class Trainer:
             collect_s = time.perf_counter() - t1
             logged = {**collected, "episodes": float(self.rounds), "updates": float(c.updates),
                       "perf/collect_s": collect_s,
-                      "perf/env_steps_per_s": self.episodes_per_round * cfg.env.episode_env_steps / collect_s}
+                      "perf/env_steps_per_s": self.episodes_per_round * cfg.env.episode_env_steps / collect_s,
+                      # memory at scale: the replay's frames vs what the process holds (MLflow plots both)
+                      "perf/replay_obs_gb": self.replay.obs_bytes / 1e9,
+                      **{f"perf/{k}": v for k, v in memory_gb().items()}}
             if metrics:
                 logged.update({f"train/{k}": float(torch.stack([m[k] for m in metrics]).float().mean())
                                for k in metrics[0]})

@@ -124,6 +124,22 @@ def retain_freed_memory() -> bool:
     return RETAINING_FREED_MEMORY
 
 
+def memory_gb() -> dict[str, float]:
+    """This process's resident memory now and its peak so far, in GB (10^9 bytes).
+
+    `rss_gb` comes from /proc/self/statm (Linux); elsewhere only the peak is known (ru_maxrss: KiB on Linux, bytes on
+    macOS). With `retain_freed_memory` on, the peak working set of an update stays resident, so both read alike.
+    """
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024) / 1e9
+    out = {"peak_rss_gb": peak}
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        out["rss_gb"] = pages * os.sysconf("SC_PAGE_SIZE") / 1e9
+    return out
+
+
 class PlanetError(Exception):
     """An expected failure: the message is one line saying what is wrong, in which file, and how to fix it (the CLI
     prints it as `planet: error: ...`, exit status 1, no traceback unless --debug)."""

@@ -224,6 +224,9 @@ def test_train_writes_run_directory(cartpole_run):
     assert [r["episodes"] for r in collect] == [1, 2, 3, 4]
     for r in collect[2:]:
         assert r["perf/updates_per_s"] > 0 and r["perf/env_steps_per_s"] > 0
+        # cartpole repeats each action 8 times: 160 / 8 = 20 agent steps, 21 frames of 64 x 64 x 3 bytes per episode
+        assert r["perf/replay_obs_gb"] == r["episodes"] * 21 * 64 * 64 * 3 / 1e9
+        assert 0.1 < r["perf/rss_gb"] <= r["perf/peak_rss_gb"] + 0.01  # torch alone holds > 100 MB
         for key in TRAIN_KEYS:
             assert math.isfinite(r[key]), key
     assert not any(k.startswith("train/") for r in collect[:2] for k in r)
