@@ -372,6 +372,41 @@ def test_runs_still_training_are_listed_apart(tmp_path):
     assert "Runs still training" in (out / "README.md").read_text()
 
 
+def test_compute_table_by_hand(tmp_path):
+    """Per-run cost from the runs' own perf/* lines: seconds per training episode = its updates / updates_per_s +
+    collect_s (seed episodes untimed), medians and lower quartiles, busy and wall hours, and the planned run at the
+    lower quartiles with the trainer's evaluation schedule."""
+    run = tmp_path / "results" / "runs" / "planet" / "walker_walk" / "seed0"
+    run.mkdir(parents=True)
+    cfg = config_lib.resolve("walker_walk", "debug", 0, {"train": {"episodes": 12, "seed_episodes": 2},
+                                                         "eval": {"every": 5}, "run": {"threads": 2}})
+    config_lib.save(cfg, run / "config.yaml")
+    lines = [{"step": 160 * e, "time": 1000.0 * e, "collect/return": 1.0, "episodes": float(e)} for e in (1, 2)]
+    # training episodes 3..6: 2 updates each at 0.5 updates/s (4 s) + collection 6, 6, 6 and 96 s (a slowed one)
+    for e, collect in zip((3, 4, 5, 6), (6.0, 6.0, 6.0, 96.0), strict=True):
+        lines.append({"step": 160 * e, "time": 1000.0 * e, "collect/return": 1.0, "episodes": float(e),
+                      "updates": 2.0 * (e - 2), "perf/updates_per_s": 0.5, "perf/collect_s": collect})
+        if e == 5:
+            lines.append({"step": 800, "time": 5000.0, "eval/return_mean": 3.0, "episodes": 5.0,
+                          "perf/eval_s": 36.0})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (run / "progress.json").write_text(json.dumps({"episodes": 6, "env_steps": 960, "updates": 8}))
+    row = report.compute_table([report.read_run(tmp_path / "results", "planet", "walker_walk", 0, run)]).iloc[0]
+    assert (row["threads"], row["episodes"], row["planned_episodes"], row["evaluations"]) == (2, 6, 12, 1)
+    # episodes: 10, 10, 10, 100 s -> median 10, lower quartile 10; one evaluation of 36 s
+    assert (row["episode_s"], row["episode_s_q25"], row["eval_s"], row["eval_s_q25"]) == (10.0, 10.0, 36.0, 36.0)
+    assert row["busy_hours"] == round((130 + 36) / 3600, 2) and row["wall_hours"] == round(5000 / 3600, 2)
+    # planned: 10 training episodes x 10 s + evaluations after episodes 5, 10 and 12 (the last) x 36 s = 208 s
+    assert row["estimated_hours"] == round(208 / 3600, 2)
+    out = tmp_path / "out"
+    grid = {"preset": "x", "tasks": ["walker_walk"], "seeds": [0],
+            "variants": {"planet": {"label": "PlaNet", "family": "agents"}}}
+    assert report.main(["--results", str(tmp_path / "results"), "--out", str(out), "--grid-json",
+                        json.dumps(grid)]) == 0
+    assert pd.read_csv(out / "compute.csv").iloc[0]["episode_s"] == 10.0
+    assert "## Compute: wall clock per run" in (out / "README.md").read_text()
+
+
 def test_figure_groups_are_the_papers():
     """params/pipeline.yaml's figures: the variants of each paper figure, and the files they are written to."""
     specs = report.pipeline_figures()

@@ -9,6 +9,8 @@ Reads only what runs write (never MLflow), so a report can be rebuilt from a cop
     aggregate.csv                       IQM over tasks x seeds with a stratified-bootstrap 95% CI
     episodes_needed.csv                 episodes until the curve reaches D4PG's, A3C's and the baselines' scores
     progress.csv                        runs still training (only when there are some)
+    compute.csv                         per run: median seconds per training episode and per evaluation, busy and
+                                        wall-clock hours, the estimated hours of its planned episodes
     cem_grid.csv                        the CEM grid with the true simulator (paper Fig. 12; only when the grid has
                                         one): return per (hyperparameter, value), from RESULTS/cem_grid/
     figures/*.png|pdf                   the figures of params/pipeline.yaml (`figures:`): curves, curves_{task},
@@ -21,7 +23,7 @@ Modules, one job each (conventions are documented where they are implemented, an
 tests/test_report.py):
 
     runs.py       reading run directories: Run, read_curve / eval_points, read_run, collect_runs, missing_runs,
-                  progress_table, diagnostics_frame
+                  progress_table, compute_table, diagnostics_frame
     published.py  the published reference scores and the paper's task order
     grid.py       what the pipeline grid says: variants, labels, the figures and which variant appears in which
     stats.py      final returns, mean ± std over seeds, IQM and the stratified bootstrap, episodes needed,
@@ -46,13 +48,23 @@ from planet.report.grid import (
     variant_infos,
 )
 from planet.report.published import PUBLISHED_SCORES, TASKS, load_published, paper_rows
-from planet.report.runs import Run, collect_runs, eval_points, missing_runs, progress_table, read_curve, read_run
+from planet.report.runs import (
+    Run,
+    collect_runs,
+    compute_table,
+    eval_points,
+    missing_runs,
+    progress_table,
+    read_curve,
+    read_run,
+)
 from planet.report.stats import aggregate_scores, episodes_needed, final_frame, iqm, stratified_bootstrap_ci, summarise
 from planet.report.tables import episodes_needed_markdown
 
 __all__ = [
     "DEFAULT_VARIANTS", "PUBLISHED_SCORES", "TASKS", "FigureSpec", "Run", "VariantInfo", "aggregate_scores",
-    "build_parser", "build_report", "collect_runs", "episodes_needed", "episodes_needed_markdown", "eval_points",
+    "build_parser", "build_report", "collect_runs", "compute_table", "episodes_needed", "episodes_needed_markdown",
+    "eval_points",
     "figure_specs", "final_frame", "grid_figures", "grid_from_pipeline", "iqm", "load_published", "log_report", "main",
     "missing_runs", "paper_rows", "pipeline_figures", "progress_table", "read_curve", "read_run",
     "stratified_bootstrap_ci", "summarise", "variant_infos",

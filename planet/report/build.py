@@ -14,8 +14,8 @@ from planet.cem_grid import CemGrid, results_frame
 from planet.report.figures import FigureInputs, draw_figures, plot_aggregate, plot_performance_profile
 from planet.report.grid import FigureSpec, VariantInfo, pipeline_figures, variant_infos
 from planet.report.published import PUBLISHED_SCORES, TASKS, load_published
-from planet.report.readme import ReadmeInputs, append_progress, write_readme
-from planet.report.runs import Run, collect_runs, curves_frame, missing_runs, progress_table
+from planet.report.readme import ReadmeInputs, append_compute, append_progress, write_readme
+from planet.report.runs import Run, collect_runs, compute_table, curves_frame, missing_runs, progress_table
 from planet.report.stats import aggregate_scores, episodes_needed, final_frame, reference_aggregate, summarise
 from planet.report.tables import write_table1
 from planet.utils import atomic_write_json
@@ -132,5 +132,10 @@ def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = 
         progress.to_csv(out / "progress.csv", index=False)
         written.append(out / "progress.csv")
         append_progress(readme, progress)
+    compute = compute_table(runs)
+    if len(compute):
+        compute.to_csv(out / "compute.csv", index=False)
+        written.append(out / "compute.csv")
+        append_compute(readme, compute)
     return {"files": [str(p) for p in written], "table": json_clean(table.to_dict(orient="records")),
             "missing": missing, "aggregate": json_clean(aggregate.to_dict(orient="records")), "runs": len(runs)}

@@ -446,3 +446,18 @@ def append_progress(readme: Path, progress: pd.DataFrame) -> None:
                  "(noise-free, `eval` split; not a final result, and not used in Table 1, the statistics or the "
                  "aggregate). Also as "
                  "[CSV](progress.csv).\n\n" + shown.to_markdown(index=False) + "\n")
+
+
+def append_compute(readme: Path, compute: pd.DataFrame) -> None:
+    """The README's section on what each run cost (planet/report/runs.py `compute_table`)."""
+    shown = compute.astype(object).where(compute.notna(), MISSING)
+    with open(readme, "a", encoding="utf-8") as fh:
+        fh.write("\n## Compute: wall clock per run\n\n"
+                 "From each run's own `perf/*` metrics: seconds per training episode (its updates plus "
+                 "collecting one episode) and per evaluation, median and lower quartile (`_q25`; every training "
+                 "episode does the same work, so where the machine was shared part of the time the lower quartile "
+                 "is close to an undisturbed episode); `busy_hours` sums them (slowdowns included), `wall_hours` "
+                 "runs from the first to the last metrics line (pauses and restarts included), and "
+                 "`estimated_hours` is the run's planned episodes and evaluations at the lower quartiles: about "
+                 "what it costs on the same machine undisturbed. The random seed episodes are not timed. Also as "
+                 "[CSV](compute.csv).\n\n" + shown.to_markdown(index=False) + "\n")

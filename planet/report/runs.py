@@ -264,6 +264,67 @@ def progress_table(runs: Sequence[Run]) -> pd.DataFrame:
                                        "hours_since_first_episode", "latest_eval_episode", "latest_eval_return"])
 
 
+COMPUTE_COLUMNS = ["variant", "task", "seed", "threads", "episodes", "planned_episodes", "episode_s",
+                   "episode_s_q25", "eval_s", "eval_s_q25", "evaluations", "busy_hours", "wall_hours",
+                   "estimated_hours"]
+
+
+def _quantile(values: Sequence[float], q: float) -> float | None:
+    return float(pd.Series(values).quantile(q)) if values else None
+
+
+def compute_row(run: Run) -> dict[str, Any] | None:
+    """What one run cost, from its own `perf/*` metrics (None without any): seconds per training episode (its C
+    updates plus collecting one episode) and per evaluation, as medians and lower quartiles; the hours it spent
+    working (their sums: time slowed by other jobs included) and on the wall clock (first to last metrics line:
+    pauses and restarts included); and the hours its planned episodes and evaluations take at the lower quartiles.
+    Every training episode of a run does the same work, so on a machine shared part of the time the lower quartile
+    is close to an undisturbed episode (the median is too, unless most episodes were slowed). Seed episodes (random
+    actions, no updates) are not timed by the runs and left out."""
+    from planet.tracking import read_metrics
+
+    try:
+        records = read_metrics(run.path / "metrics.jsonl")
+    except (OSError, ValueError):
+        return None
+    episode_s, eval_s, updates = [], [], 0
+    for rec in records:
+        rate, collect = finite(rec.get("perf/updates_per_s")), finite(rec.get("perf/collect_s"))
+        if collect is not None:
+            done = as_int(rec.get("updates")) or updates
+            episode_s.append((done - updates) / rate + collect if rate else collect)
+            updates = done
+        if finite(rec.get("perf/eval_s")) is not None:
+            eval_s.append(float(rec["perf/eval_s"]))
+    if not episode_s:
+        return None
+    config = _read_config(run.path)
+    train, every = _section(config, "train"), as_int(_section(config, "eval").get("every")) or 0
+    seeds, planned = as_int(train.get("seed_episodes")) or 0, run.planned_episodes
+    estimate = None
+    if planned is not None and planned > seeds:
+        # evaluations as the trainer schedules them: every `every` episodes after the seed episodes, and the last
+        evals = len({k for k in range(seeds + 1, planned + 1) if every and k % every == 0} | {planned})
+        estimate = ((planned - seeds) * _quantile(episode_s, 0.25) + evals * (_quantile(eval_s, 0.25) or 0.0)) / 3600
+    times = _metric_times(run.path / "metrics.jsonl")
+    progress = read_json(run.path / "progress.json") or {}
+    return {"variant": run.variant, "task": run.task, "seed": run.seed,
+            "threads": as_int(_section(config, "run").get("threads")),
+            "episodes": as_int(progress.get("episodes")) or run.episodes, "planned_episodes": planned,
+            "episode_s": round(_quantile(episode_s, 0.5), 1), "episode_s_q25": round(_quantile(episode_s, 0.25), 1),
+            "eval_s": None if not eval_s else round(_quantile(eval_s, 0.5), 1),
+            "eval_s_q25": None if not eval_s else round(_quantile(eval_s, 0.25), 1),
+            "evaluations": len(eval_s), "busy_hours": round((sum(episode_s) + sum(eval_s)) / 3600, 2),
+            "wall_hours": None if times is None else round((times[1] - times[0]) / 3600, 2),
+            "estimated_hours": None if estimate is None else round(estimate, 2)}
+
+
+def compute_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """`compute_row` of every run that logged its timings (finished and unfinished alike)."""
+    rows = [row for row in map(compute_row, runs) if row is not None]
+    return pd.DataFrame(rows, columns=COMPUTE_COLUMNS)
+
+
 def _metric_times(path: Path) -> tuple[float, float] | None:
     """Wall-clock time of the first and last lines of a metrics.jsonl (pauses and restarts included)."""
     try:
