@@ -436,28 +436,29 @@ def write_readme(r: ReadmeInputs) -> Path:
     return path
 
 
+def _append_section(readme: Path, title: str, text: str, frame: pd.DataFrame, csv_name: str) -> None:
+    """Append `## title`, `text`, a link to the frame's CSV and the frame as a Markdown table to the README."""
+    shown = frame.astype(object).where(frame.notna(), MISSING)
+    with open(readme, "a", encoding="utf-8") as fh:
+        fh.write(f"\n## {title}\n\n{text} Also as [CSV]({csv_name}).\n\n" + shown.to_markdown(index=False) + "\n")
+
+
 def append_progress(readme: Path, progress: pd.DataFrame) -> None:
     """The README's section on runs still training (planet/report/runs.py `progress_table`)."""
-    shown = progress.astype(object).where(progress.notna(), MISSING)
-    with open(readme, "a", encoding="utf-8") as fh:
-        fh.write("\n## Runs still training (partial record)\n\n"
-                 "Where each unfinished run is (`episodes` from its last checkpoint; hours of wall clock since "
-                 "its first episode, pauses and restarts included), and its latest in-training evaluation "
-                 "(noise-free, `eval` split; not a final result, and not used in Table 1, the statistics or the "
-                 "aggregate). Also as "
-                 "[CSV](progress.csv).\n\n" + shown.to_markdown(index=False) + "\n")
+    _append_section(readme, "Runs still training (partial record)",
+                    "Where each unfinished run is (`episodes` from its last checkpoint; hours of wall clock since its "
+                    "first episode, pauses and restarts included), and its latest in-training evaluation "
+                    "(noise-free, `eval` split; not a final result, and not used in Table 1, the statistics or the "
+                    "aggregate).", progress, "progress.csv")
 
 
 def append_compute(readme: Path, compute: pd.DataFrame) -> None:
     """The README's section on what each run cost (planet/report/runs.py `compute_table`)."""
-    shown = compute.astype(object).where(compute.notna(), MISSING)
-    with open(readme, "a", encoding="utf-8") as fh:
-        fh.write("\n## Compute: wall clock per run\n\n"
-                 "From each run's own `perf/*` metrics: seconds per training episode (its updates plus "
-                 "collecting one episode) and per evaluation, median and lower quartile (`_q25`; every training "
-                 "episode does the same work, so where the machine was shared part of the time the lower quartile "
-                 "is close to an undisturbed episode); `busy_hours` sums them (slowdowns included), `wall_hours` "
-                 "runs from the first to the last metrics line (pauses and restarts included), and "
-                 "`estimated_hours` is the run's planned episodes and evaluations at the lower quartiles: about "
-                 "what it costs on the same machine undisturbed. The random seed episodes are not timed. Also as "
-                 "[CSV](compute.csv).\n\n" + shown.to_markdown(index=False) + "\n")
+    _append_section(readme, "Compute: wall clock per run",
+                    "From each run's own `perf/*` metrics: seconds per training episode (its updates plus collecting "
+                    "one episode) and per evaluation, median and lower quartile (`_q25`; every training episode does "
+                    "the same work, so where the machine was shared part of the time the lower quartile is close to "
+                    "an undisturbed episode); `busy_hours` sums them (slowdowns included), `wall_hours` runs from "
+                    "the first to the last metrics line (pauses and restarts included), and `estimated_hours` is the "
+                    "run's planned episodes and evaluations at the lower quartiles: about what it costs on the same "
+                    "machine undisturbed. The random seed episodes are not timed.", compute, "compute.csv")
