@@ -9,8 +9,8 @@ Reads only what runs write (never MLflow), so a report can be rebuilt from a cop
     aggregate.csv                       IQM over tasks x seeds with a stratified-bootstrap 95% CI
     episodes_needed.csv                 episodes until the curve reaches D4PG's, A3C's and the baselines' scores
     progress.csv                        runs still training (only when there are some)
-    compute.csv                         per run: median seconds per training episode and per evaluation, busy and
-                                        wall-clock hours, the estimated hours of its planned episodes
+    compute.csv                         per run: seconds per training episode and per evaluation (median, lower
+                                        quartile), busy and wall-clock hours, the planned run's estimated hours
     cem_grid.csv                        the CEM grid with the true simulator (paper Fig. 12; only when the grid has
                                         one): return per (hyperparameter, value), from RESULTS/cem_grid/
     figures/*.png|pdf                   the figures of params/pipeline.yaml (`figures:`): curves, curves_{task},
@@ -64,8 +64,7 @@ from planet.report.tables import episodes_needed_markdown
 __all__ = [
     "DEFAULT_VARIANTS", "PUBLISHED_SCORES", "TASKS", "FigureSpec", "Run", "VariantInfo", "aggregate_scores",
     "build_parser", "build_report", "collect_runs", "compute_table", "episodes_needed", "episodes_needed_markdown",
-    "eval_points",
-    "figure_specs", "final_frame", "grid_figures", "grid_from_pipeline", "iqm", "load_published", "log_report", "main",
-    "missing_runs", "paper_rows", "pipeline_figures", "progress_table", "read_curve", "read_run",
+    "eval_points", "figure_specs", "final_frame", "grid_figures", "grid_from_pipeline", "iqm", "load_published",
+    "log_report", "main", "missing_runs", "paper_rows", "pipeline_figures", "progress_table", "read_curve", "read_run",
     "stratified_bootstrap_ci", "summarise", "variant_infos",
 ]
