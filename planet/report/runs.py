@@ -306,7 +306,7 @@ def compute_row(run: Run) -> dict[str, Any] | None:
         # evaluations as the trainer schedules them: every `every` episodes after the seed episodes, and the last
         evals = len({k for k in range(seeds + 1, planned + 1) if every and k % every == 0} | {planned})
         estimate = ((planned - seeds) * _quantile(episode_s, 0.25) + evals * (_quantile(eval_s, 0.25) or 0.0)) / 3600
-    times = _metric_times(run.path / "metrics.jsonl")
+    times = [t for t in (finite(rec.get("time")) for rec in records) if t is not None]  # the lines already read
     progress = read_json(run.path / "progress.json") or {}
     return {"variant": run.variant, "task": run.task, "seed": run.seed,
             "threads": as_int(_section(config, "run").get("threads")),
@@ -315,7 +315,7 @@ def compute_row(run: Run) -> dict[str, Any] | None:
             "eval_s": None if not eval_s else round(_quantile(eval_s, 0.5), 1),
             "eval_s_q25": None if not eval_s else round(_quantile(eval_s, 0.25), 1),
             "evaluations": len(eval_s), "busy_hours": round((sum(episode_s) + sum(eval_s)) / 3600, 2),
-            "wall_hours": None if times is None else round((times[1] - times[0]) / 3600, 2),
+            "wall_hours": round((times[-1] - times[0]) / 3600, 2) if times else None,
             "estimated_hours": None if estimate is None else round(estimate, 2)}
 
 
