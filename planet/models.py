@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from planet import ops
 from planet.config import LossConfig, ModelConfig
 
 LOG_2PI = math.log(2 * math.pi)
@@ -173,6 +174,7 @@ class Decoder(nn.Module):
         # 2-core Zen 4), and the output has the layout of `preprocess`'s target images. Every tensor between the
         # layers must be NHWC too: one NCHW tensor in the chain (mixed layouts) made the ReLU backward ~20x slower.
         self.net.to(memory_format=torch.channels_last)
+        self._subpixel_layers = (2, 6)  # indices into `net`
 
     def forward(self, features: Tensor) -> Tensor:
         lead = features.shape[:-1]
@@ -183,7 +185,12 @@ class Decoder(nn.Module):
         k, cout = first.kernel_size[0], first.out_channels
         x = torch.addmm(first.bias.repeat_interleave(k * k), x, first.weight.reshape(first.in_channels, -1))
         x = x.reshape(-1, cout, k, k).contiguous(memory_format=torch.channels_last)
-        return self.net[1:](x).reshape(*lead, 3, 64, 64)
+        # On CPU the 128->64 k5 layer and the 32->3 output layer run their forward in the sub-pixel form (planet/ops.py:
+        # the same function, 2-3x faster there in oneDNN); the 64->32 k6 layer was not faster that way.
+        subpixel = self._subpixel_layers if x.device.type == "cpu" else ()
+        for i, layer in enumerate(self.net[1:], start=1):
+            x = ops.conv_transpose2d_s2_autocast(x, layer.weight, layer.bias) if i in subpixel else layer(x)
+        return x.reshape(*lead, 3, 64, 64)
 
 
 class State(NamedTuple):
