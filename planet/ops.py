@@ -3,10 +3,11 @@
 `conv_transpose2d_s2` is a stride-2 transposed convolution (kernel 5 or 6, no padding) whose *forward* runs as one
 stride-1 3x3 convolution with 4x the output channels followed by an interleave of its four output phases (the
 "sub-pixel" form: output pixel 2m + a only ever meets the kernel taps a, a + 2, a + 4). oneDNN's stride-1
-convolutions are its best-tuned kernels, while its transposed ones are slow for some shapes: on a 2-core Zen 4 (800
-images, median of 6) the decoder's 128->64 k5 layer took 171 ms in bf16 natively and 51 ms this way, its 32->3 k6
-output layer 182 / 104 ms (float32 / bf16) natively and 82 / 35 ms this way; for the 64->32 k6 layer it was no
-faster (165 vs 196 ms float32), so the Decoder keeps the native kernel there. The *backward* is the native one
+convolutions are its best-tuned kernels, while its transposed ones are slow for some shapes: forward at 800 images
+on a 2-core Zen 4 (reports/speed/2026-12-02/subpixel_layers.jsonl, median of 6), the decoder's 128->64 k5 layer
+took 178 ms in bf16 natively and 51 ms this way, its 32->3 k6 output layer 199 / 154 ms (float32 / bf16) natively
+and 87 / 58 ms this way; the 64->32 k6 layer was slower this way (165 -> 206 ms float32), so the Decoder keeps the
+native kernel there. The *backward* is the native one
 (`aten.convolution_backward` of the transposed convolution), which was as fast as or faster than the sub-pixel
 form's. The op is registered with torch.library so that autograd, `torch.compile` (an opaque call) and
 FlopCounterMode (which counts the transposed convolution's FLOP, not the zero taps of the sub-pixel kernel) all see
