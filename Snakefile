@@ -41,7 +41,10 @@ include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/report.smk"
 
 
+# The report and everything it reads: a report already on disk (e.g. a committed partial record of a long
+# campaign) does not make the runs it is missing count as done; they run, and the report is redone after them.
 rule all:
     default_target: True
     input:
         report_files(),
+        rules.report.input,

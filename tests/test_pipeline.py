@@ -84,6 +84,23 @@ def test_dry_run_lists_the_expected_jobs(tmp_path, preset, expected):
     assert counts["all"] == 1
 
 
+def test_a_report_on_disk_does_not_stand_in_for_missing_runs(tmp_path):
+    """A clone with the committed partial record of a campaign (reports/cpu100k/) but none of its runs: the default
+    target still runs every job, the report last (it used to say 'Nothing to be done')."""
+    root = copy_pipeline(tmp_path)
+    report = root / "reports" / "cpu100k"
+    report.mkdir(parents=True)
+    for name in ("table1.md", "table1.csv", "table1.tex", "README.md", "curves.csv", "aggregate.csv",
+                 "performance_profile.csv", "episodes_needed.csv"):
+        (report / name).write_text("partial\n")
+    for name in ("figures", "metrics"):
+        (report / name).mkdir()
+    proc = snakemake(root, "-n", "--cores", "2", "--config", "preset=cpu100k")
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert {k: counts.get(k) for k in ("collect_seed_episodes", "train", "evaluate", "report")} == {
+        "collect_seed_episodes": 6, "train": 6, "evaluate": 6, "report": 1}
+
+
 @pytest.mark.parametrize(("preset", "device"), [("paper", "cuda"), ("cpu", "cpu"), ("smoke", "cpu")])
 def test_every_job_is_given_the_device_its_preset_declares(tmp_path, preset, device):
     """GPU presets pass --device cuda (a node without CUDA fails in seconds), CPU presets --device cpu (never a GPU
