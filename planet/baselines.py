@@ -158,7 +158,7 @@ def _tracker(kind: str, run_dir: Path, run_cfg: dict, tags: dict[str, str], mlfl
     from planet.tracking import Tracker
 
     all_tags = {"task": run_cfg["task"], "seed": run_cfg["seed"], "agent_preset": run_cfg["preset"], "variant": kind,
-                "baseline": kind, "params_hash": rundir.digest(run_cfg), **rundir.git_tags(), **tags}
+                "baseline": kind, "params_hash": rundir.digest(run_cfg), **rundir.git_tags(run_dir), **tags}
     # the pipeline's variant tag wins; the suffix tells apart runs of one variant (the CEM grid's planner sizes)
     name = rundir.run_name(all_tags["variant"], run_cfg["task"], run_cfg["seed"]) + name_suffix
     return Tracker(run_dir, experiment=experiment, run_name=name, params=run_cfg, tags=all_tags,

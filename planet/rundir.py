@@ -132,14 +132,29 @@ def _save(path: Path, config: Config | Mapping[str, Any]) -> None:
         atomic_write_text(path, yaml.safe_dump(dict(config), sort_keys=False))
 
 
-def git_tags() -> dict[str, str]:
-    """``{"git_commit": SHA}`` of the code that runs (empty outside a git checkout)."""
+def git_tags(run_dir: Path | None = None) -> dict[str, str]:
+    """``{"git_commit": SHA}`` of the code that runs (empty outside a git checkout).
+
+    With ``run_dir`` (a run that may be resuming), also ``git_commits``: every commit the run has run on, in order,
+    space-separated; tags.json keeps only the latest ``git_commit``, and a run resumed after a ``git pull`` would
+    otherwise not say that part of it ran on older code.
+    """
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                                 cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    return {"git_commit": commit} if commit else {}
+    if not commit:
+        return {}
+    if run_dir is None:
+        return {"git_commit": commit}
+    old: dict = {}
+    with contextlib.suppress(OSError, ValueError):
+        old = json.loads((Path(run_dir) / TAGS_FILE).read_text(encoding="utf-8"))
+    history = str(old.get("git_commits") or old.get("git_commit") or "").split() if isinstance(old, dict) else []
+    if not history or history[-1] != commit:
+        history.append(commit)
+    return {"git_commit": commit, "git_commits": " ".join(history)}
 
 
 def tracking_uri(run_dir: Path) -> str | None:

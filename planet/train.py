@@ -100,7 +100,7 @@ class Trainer:
             "planner": cfg.planner.kind, "collect": cfg.collect.policy, "params_hash": cfg.digest(),
             "device": str(self.device), "update_precision": precision.name(self.update_dtype),
             "plan_precision": precision.name(precision.resolve(cfg.compute.plan_precision, self.device)),
-            **rundir.git_tags(), **self.extra_tags,
+            **rundir.git_tags(self.run_dir), **self.extra_tags,
         }
         self.tracker = Tracker(
             self.run_dir, experiment=cfg.run.experiment,

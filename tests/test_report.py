@@ -391,6 +391,8 @@ def test_compute_table_by_hand(tmp_path):
                           "perf/eval_s": 36.0})
     (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (run / "progress.json").write_text(json.dumps({"episodes": 6, "env_steps": 960, "updates": 8}))
+    # resumed on newer code: both commits, abbreviated, oldest first
+    (run / "tags.json").write_text(json.dumps({"git_commit": "b" * 40, "git_commits": f"{'a' * 40} {'b' * 40}"}))
     row = report.compute_table([report.read_run(tmp_path / "results", "planet", "walker_walk", 0, run)]).iloc[0]
     assert (row["threads"], row["episodes"], row["planned_episodes"], row["evaluations"]) == (2, 6, 12, 1)
     # episodes: 10, 10, 10, 100 s -> median 10, lower quartile 10; one evaluation of 36 s
@@ -398,6 +400,7 @@ def test_compute_table_by_hand(tmp_path):
     assert row["busy_hours"] == round((130 + 36) / 3600, 2) and row["wall_hours"] == round(5000 / 3600, 2)
     # planned: 10 training episodes x 10 s + evaluations after episodes 5, 10 and 12 (the last) x 36 s = 208 s
     assert row["estimated_hours"] == round(208 / 3600, 2)
+    assert row["commits"] == "aaaaaaa bbbbbbb"
     out = tmp_path / "out"
     grid = {"preset": "x", "tasks": ["walker_walk"], "seeds": [0],
             "variants": {"planet": {"label": "PlaNet", "family": "agents"}}}

@@ -420,3 +420,21 @@ def test_an_unreachable_server_costs_seconds_and_one_warning(
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "MLflow" in r.getMessage()]
     assert len(warnings) == 1 and "run.mlflow=false" in warnings[0].getMessage()
     assert read_metrics(tmp_path / "run" / "metrics.jsonl")[0]["a"] == 1.0  # the files are still written
+
+
+def test_a_run_resumed_on_newer_code_keeps_every_commit(tmp_path: Path) -> None:
+    """tags.json's git_commit is the latest code; git_commits lists every commit the run ran on, oldest first, each
+    once (a campaign resumed after a `git pull` says which of its episodes ran on which code)."""
+    from planet import rundir
+
+    sha = rundir.git_tags().get("git_commit")
+    if not sha:
+        pytest.skip("not a git checkout")
+    old = "a" * 40
+    assert rundir.git_tags(tmp_path) == {"git_commit": sha, "git_commits": sha}  # a new run
+    (tmp_path / "tags.json").write_text(json.dumps({"git_commit": old}))  # started before the history was kept
+    assert rundir.git_tags(tmp_path) == {"git_commit": sha, "git_commits": f"{old} {sha}"}
+    (tmp_path / "tags.json").write_text(json.dumps({"git_commit": sha, "git_commits": f"{old} {sha}"}))
+    assert rundir.git_tags(tmp_path)["git_commits"] == f"{old} {sha}"  # resumed again on the same code
+    (tmp_path / "tags.json").write_text("{not json")
+    assert rundir.git_tags(tmp_path)["git_commits"] == sha  # an unreadable tags.json loses only the history

@@ -461,4 +461,5 @@ def append_compute(readme: Path, compute: pd.DataFrame) -> None:
                     "an undisturbed episode); `busy_hours` sums them (slowdowns included), `wall_hours` runs from "
                     "the first to the last metrics line (pauses and restarts included), and `estimated_hours` is the "
                     "run's planned episodes and evaluations at the lower quartiles: about what it costs on the same "
-                    "machine undisturbed. The random seed episodes are not timed.", compute, "compute.csv")
+                    "machine undisturbed; `commits` is the code it ran on (more than one: it was resumed on newer "
+                    "code). The random seed episodes are not timed.", compute, "compute.csv")

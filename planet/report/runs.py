@@ -266,7 +266,17 @@ def progress_table(runs: Sequence[Run]) -> pd.DataFrame:
 
 COMPUTE_COLUMNS = ["variant", "task", "seed", "threads", "episodes", "planned_episodes", "episode_s",
                    "episode_s_q25", "eval_s", "eval_s_q25", "evaluations", "busy_hours", "wall_hours",
-                   "estimated_hours"]
+                   "estimated_hours", "commits"]
+
+
+def run_commits(run_dir: Path) -> str | None:
+    """The commits a run ran on, oldest first, abbreviated to 7 characters (tags.json `git_commits`, or the one
+    `git_commit` of a run written before the history was kept); None if it recorded none."""
+    from planet.tracking import TAGS_FILE
+
+    tags = read_json(Path(run_dir) / TAGS_FILE) or {}
+    commits = str(tags.get("git_commits") or tags.get("git_commit") or "").split()
+    return " ".join(c[:7] for c in commits) or None
 
 
 def _quantile(values: Sequence[float], q: float) -> float | None:
@@ -316,7 +326,7 @@ def compute_row(run: Run) -> dict[str, Any] | None:
             "eval_s_q25": None if not eval_s else round(_quantile(eval_s, 0.25), 1),
             "evaluations": len(eval_s), "busy_hours": round((sum(episode_s) + sum(eval_s)) / 3600, 2),
             "wall_hours": round((times[-1] - times[0]) / 3600, 2) if times else None,
-            "estimated_hours": None if estimate is None else round(estimate, 2)}
+            "estimated_hours": None if estimate is None else round(estimate, 2), "commits": run_commits(run.path)}
 
 
 def compute_table(runs: Sequence[Run]) -> pd.DataFrame:
