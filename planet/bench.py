@@ -6,7 +6,8 @@
 * the update's and the plan's achieved FLOP/s (counted by torch's FlopCounterMode) as a fraction of this machine's
   float32 matrix-multiply rate, measured in turns with them (a block of 2048^3 multiplies between their repeats);
 * the update and the plan again in bfloat16 (`compute.*_precision=bf16`), their speed-up over float32, the CPU's
-  relevant instruction sets and what `auto` chooses here; with `compile`, the update with compiled encoder and
+  relevant instruction sets and what `auto` chooses here (bfloat16 is timed only where it is native, unless asked:
+  `BF16_BENCH_MIN_DENSE_SPEEDUP`); with `compile`, the update with compiled encoder and
   decoder and the plan with a compiled imagination step (`compute.compile`);
 * what a user feels (`episode=True`): one `cpu`-preset training episode on cartpole (50 updates at B=16, then one
   collected episode) and one 10-episode evaluation, run by the real Trainer in a temporary directory, in float32 and
@@ -105,23 +106,27 @@ def _update_fn(device: torch.device, batch: int, length: int, action_dim: int = 
     return step
 
 
-def bench_update(device: torch.device, batch: int, length: int, repeats: int, matmul_n: int = 2048) -> dict:
-    """float32 and bfloat16 updates and a block of float32 matrix multiplies timed in turns; the float32 update's
-    FLOP (counted by FlopCounterMode) and its fraction of the matmul rate measured between its own repeats."""
+def bench_update(device: torch.device, batch: int, length: int, repeats: int, matmul_n: int = 2048,
+                 bf16: bool = True) -> dict:
+    """float32 (and, with `bf16`, bfloat16) updates and a block of float32 matrix multiplies timed in turns; the
+    float32 update's FLOP (counted by FlopCounterMode) and its fraction of the matmul rate measured between its own
+    repeats."""
     from torch.utils.flop_counter import FlopCounterMode
 
     fp32 = _update_fn(device, batch, length)
     matmul, matmul_flop = _matmul_fn(device, matmul_n, count=20)
-    seconds, seconds_bf16, matmul_s = _median_times(
-        [fp32, _update_fn(device, batch, length, dtype=torch.bfloat16), matmul], repeats, device)
+    fns = [fp32, matmul] + ([_update_fn(device, batch, length, dtype=torch.bfloat16)] if bf16 else [])
+    seconds, matmul_s, *seconds_bf16 = _median_times(fns, repeats, device)
     counter = FlopCounterMode(display=False)
     with counter:
         fp32()
     flops = counter.get_total_flops()
     rate = matmul_flop / matmul_s
-    return {"update_s": seconds, "update_flop": flops, "update_flop_per_s": flops / seconds,
-            "matmul_flop_per_s": rate,
-            "batch": batch, "chunk": length, "update_s_bf16": seconds_bf16, "bf16_speedup": seconds / seconds_bf16}
+    result = {"update_s": seconds, "update_flop": flops, "update_flop_per_s": flops / seconds,
+              "matmul_flop_per_s": rate, "batch": batch, "chunk": length}
+    if bf16:
+        result |= {"update_s_bf16": seconds_bf16[0], "bf16_speedup": seconds / seconds_bf16[0]}
+    return result
 
 
 def _plan_fn(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int, beliefs: int = 1,
@@ -221,8 +226,38 @@ def bench_env(task: str, steps: int) -> dict:
             "agent_steps_per_s": done_steps / seconds, "render_s_per_frame": render_s}
 
 
+# `--bf16 auto` times bfloat16 only where it is native: on a CPU with AVX512-BF16 or AMX-BF16, on CUDA, or (where the
+# CPU's flags are unknown) where a dense layer runs at >= this fraction of its float32 speed. Emulated on an
+# AVX2-only CPU, a paper-size bf16 update took 86 s against 5.9 s in float32 (2-core AMD EPYC, 2026-12-06), most of
+# the bench's time; the dense layer there measured 0.09x idle and 0.38x beside a training run.
+BF16_NATIVE_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+BF16_BENCH_MIN_DENSE_SPEEDUP = 0.5
+
+
+def bf16_timed(choice: str, device: torch.device) -> tuple[bool, str | None]:
+    """Whether the bench times bfloat16 (`choice`: auto, always, never), and why not when it does not."""
+    if choice == "always":
+        return True, None
+    if choice == "never":
+        return False, "skipped: --bf16 never"
+    if choice != "auto":
+        raise ValueError(f"unknown --bf16 '{choice}'; valid: auto, always, never")
+    speedup = precision.bf16_speedup(str(device))
+    flags = precision.cpu_flags() if device.type == "cpu" else []
+    if flags:
+        native = any(f in flags for f in BF16_NATIVE_CPU_FLAGS)
+    else:
+        native = speedup >= BF16_BENCH_MIN_DENSE_SPEEDUP
+    if native:
+        return True, None
+    return False, (f"skipped: bfloat16 is not native here (instruction sets: {', '.join(flags) or 'unknown'}; a "
+                   f"dense layer ran {speedup:.2f}x of its float32 speed); `auto` keeps float32. --bf16 always "
+                   "times it anyway")
+
+
 def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compile_step: bool = False,
-              episode: bool = True) -> dict:
+              episode: bool = True, bf16_choice: str = "auto") -> dict:
+    with_bf16, bf16_skipped = bf16_timed(bf16_choice, device)
     if quick:  # a seconds-long smoke version of the same measurements (tests, CI)
         sizes = dict(batch=4, length=8, candidates=64, iterations=2, horizon=4, top_k=8, env_steps=10)
     else:
@@ -230,20 +265,22 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
     matmul_n = 512 if quick else 2048
     rate = matmul_rate(device, n=matmul_n)
     bf16 = torch.bfloat16
-    update = bench_update(device, sizes["batch"], sizes["length"], repeats, matmul_n)
+    update = bench_update(device, sizes["batch"], sizes["length"], repeats, matmul_n, bf16=with_bf16)
     plan_args = (sizes["candidates"], sizes["iterations"], sizes["horizon"], sizes["top_k"])
     matmul, matmul_flop = _matmul_fn(device, matmul_n, count=5)
-    plan_s, plan10_s, plan_bf16_s, matmul_s = _median_times(
-        [_plan_fn(device, *plan_args), _plan_fn(device, *plan_args, beliefs=10),
-         _plan_fn(device, *plan_args, dtype=bf16), matmul], max(repeats, 3), device)
+    plan_fns = [_plan_fn(device, *plan_args), _plan_fn(device, *plan_args, beliefs=10), matmul]
+    plan_s, plan10_s, matmul_s, *plan_bf16_s = _median_times(
+        plan_fns + ([_plan_fn(device, *plan_args, dtype=bf16)] if with_bf16 else []), max(repeats, 3), device)
     plan = {"plan_s": plan_s, "plan_s_10_beliefs": plan10_s, "ten_beliefs_over_one": plan10_s / plan_s,
-            "plan_s_bf16": plan_bf16_s, "bf16_speedup": plan_s / plan_bf16_s,
             "matmul_flop_per_s": matmul_flop / matmul_s}
+    if with_bf16:
+        plan |= {"plan_s_bf16": plan_bf16_s[0], "bf16_speedup": plan_s / plan_bf16_s[0]}
+    dtypes = (("compiled", torch.float32),) + ((("compiled_bf16", bf16),) if with_bf16 else ())
     if compile_step:
-        for name, dtype in (("compiled", torch.float32), ("compiled_bf16", bf16)):
+        for name, dtype in dtypes:
             fn = _update_fn(device, sizes["batch"], sizes["length"], dtype=dtype, compile_nets=True)
             update[f"update_s_{name}"] = _median_time(fn, repeats, device)
-        for name, dtype in (("compiled", torch.float32), ("compiled_bf16", bf16)):
+        for name, dtype in dtypes:
             t0 = time.perf_counter()
             plan[f"plan_s_{name}"] = bench_plan(device, *plan_args, repeats=max(repeats, 3), dtype=dtype,
                                                 compile_step=True)
@@ -251,7 +288,8 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
     flop = plan_flop(device, *plan_args)
     chosen = precision.name(precision.resolve("auto", device))  # one measurement serves both settings
     auto = {"update": chosen, "plan": chosen,
-            "bf16_dense_speedup": precision.bf16_speedup(str(device)), "min_speedup": precision.AUTO_MIN_SPEEDUP}
+            "bf16_dense_speedup": precision.bf16_speedup(str(device)), "min_speedup": precision.AUTO_MIN_SPEEDUP,
+            "bf16_timed": with_bf16} | ({"bf16_skipped": bf16_skipped} if bf16_skipped else {})
     envs = [bench_env(task, sizes["env_steps"]) for task in ("cartpole_swingup", "walker_walk")]
     episodes = []
     if episode:

@@ -38,3 +38,29 @@ def test_matmul_block_counts_its_flop():
     fn, flop = bench._matmul_fn(torch.device("cpu"), 8, count=3)
     fn()
     assert flop == 3 * 2 * 8**3
+
+
+def test_bf16_is_timed_only_where_it_is_native(monkeypatch):
+    """`--bf16 auto` times bfloat16 on a CPU with AVX512-BF16 or AMX-BF16, else says why not (flags and the measured
+    dense-layer ratio); where the flags are unknown, the measured ratio decides (>= 0.5); `always` and `never`
+    override both."""
+    import pytest
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(bench.precision, "cpu_flags", lambda: ["avx2", "fma"])
+    monkeypatch.setattr(bench.precision, "bf16_speedup", lambda device: 0.09)  # emulated (AVX2-only EPYC)
+    timed, why = bench.bf16_timed("auto", cpu)
+    assert not timed and "0.09x" in why and "avx2, fma" in why and "--bf16 always" in why
+    assert bench.bf16_timed("always", cpu) == (True, None)
+    monkeypatch.setattr(bench.precision, "bf16_speedup", lambda device: 0.6)  # a loaded machine's noisy probe
+    assert not bench.bf16_timed("auto", cpu)[0]  # the flags decide where they are known
+    monkeypatch.setattr(bench.precision, "cpu_flags", lambda: ["avx2", "fma", "avx512f", "avx512_bf16"])
+    monkeypatch.setattr(bench.precision, "bf16_speedup", lambda device: 1.1)  # native, too slow for `auto` to pick
+    assert bench.bf16_timed("auto", cpu) == (True, None)
+    assert bench.bf16_timed("never", cpu) == (False, "skipped: --bf16 never")
+    monkeypatch.setattr(bench.precision, "cpu_flags", lambda: [])  # not Linux: the measurement decides
+    assert bench.bf16_timed("auto", cpu) == (True, None)
+    monkeypatch.setattr(bench.precision, "bf16_speedup", lambda device: 0.3)
+    assert not bench.bf16_timed("auto", cpu)[0]
+    with pytest.raises(ValueError, match="valid: auto, always, never"):
+        bench.bf16_timed("sometimes", cpu)
