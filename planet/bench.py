@@ -6,9 +6,9 @@
 * the update's and the plan's achieved FLOP/s (counted by torch's FlopCounterMode) as a fraction of this machine's
   float32 matrix-multiply rate, measured in turns with them (a block of 2048^3 multiplies between their repeats);
 * the update and the plan again in bfloat16 (`compute.*_precision=bf16`), their speed-up over float32, the CPU's
-  relevant instruction sets and what `auto` chooses here (bfloat16 is timed only where it is native, unless asked:
-  `BF16_BENCH_MIN_DENSE_SPEEDUP`); with `compile`, the update with compiled encoder and
-  decoder and the plan with a compiled imagination step (`compute.compile`);
+  relevant instruction sets and what `auto` chooses here (bfloat16 is timed only where it is native, see
+  `bf16_timed`, unless `--bf16 always`); with `compile`, the update with compiled encoder and decoder and the plan
+  with a compiled imagination step (`compute.compile`);
 * what a user feels (`episode=True`): one `cpu`-preset training episode on cartpole (50 updates at B=16, then one
   collected episode) and one 10-episode evaluation, run by the real Trainer in a temporary directory, in float32 and
   in the precision `auto` chooses.
