@@ -187,6 +187,10 @@ def test_bench_quick_prints_timings():
         assert env["env_steps_per_s"] > 0 and env["render_s_per_frame"] > 0
         assert env["env_steps_per_s"] == pytest.approx(env["agent_steps_per_s"] * env["action_repeat"])
     assert result["matmul_flop_per_s"] > 0 and result["update_fraction_of_matmul_rate"] > 0
+    # bfloat16 is timed where it is native here and said to be skipped otherwise, never half of each
+    timed = result["auto_precision"]["bf16_timed"]
+    assert timed == ("update_s_bf16" in result["update"]) == ("plan_s_bf16" in result["plan"])
+    assert timed != ("bf16_skipped" in result["auto_precision"])
 
 
 @pytest.mark.parametrize("device", ["cuda", "foo"])
