@@ -56,7 +56,7 @@ class MPCAgent:
         acts)."""
         self.state = self.model.dynamics.initial(n, self.device)
         self.prev_action = torch.zeros(n, self.model.action_dim, device=self.device)
-        self.step = self.model.planner_step(self.plan_dtype, self.compile)
+        self.rollout = self.model.planner_rollout(self.plan_dtype, self.compile)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
@@ -66,7 +66,7 @@ class MPCAgent:
         dyn = self.model.dynamics
         _, belief = dyn.filter_step(self.state, self.prev_action, self.model.encoder(image), self.gen)
         p = self.planner
-        objective = latent_objective(self.model, belief, self.gen, step=self.step)
+        objective = latent_objective(self.model, belief, self.gen, rollout=self.rollout)
         with precision.autocast(self.plan_dtype, self.device):
             mean = plan(p.kind, objective, n, p.horizon, self.model.action_dim, p.iterations, p.candidates, p.top_k,
                         self.gen, self.device)

@@ -8,7 +8,7 @@
 * the update and the plan again in bfloat16 (`compute.*_precision=bf16`), their speed-up over float32, the CPU's
   relevant instruction sets and what `auto` chooses here (bfloat16 is timed only where it is native, see
   `bf16_timed`, unless `--bf16 always`); with `compile`, the update with compiled encoder and decoder and the plan
-  with a compiled imagination step (`compute.compile`);
+  with the planner's horizon compiled (`compute.compile`);
 * what a user feels (`episode=True`): one `cpu`-preset training episode on cartpole (50 updates at B=16, then one
   collected episode) and one 10-episode evaluation, run by the real Trainer in a temporary directory, in float32 and
   in the precision `auto` chooses.
@@ -130,26 +130,26 @@ def bench_update(device: torch.device, batch: int, length: int, repeats: int, ma
 
 
 def _plan_fn(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int, beliefs: int = 1,
-             action_dim: int = 6, dtype: torch.dtype = torch.float32, compile_step: bool = False) -> Callable[[], None]:
+             action_dim: int = 6, dtype: torch.dtype = torch.float32, compiled: bool = False) -> Callable[[], None]:
     """One CEM plan of an untrained paper-size model for `beliefs` beliefs, as a function to time (as MPCAgent
-    plans: the model's planner step in `dtype`, under autocast)."""
+    plans: the model's planner rollout in `dtype`, under autocast)."""
     model = WorldModel(ModelConfig(), action_dim).to(device).eval()
     gen = torch.Generator(device=device).manual_seed(0)
     belief = model.dynamics.initial(beliefs, device)
-    step = model.planner_step(dtype, compile_step)
+    rollout = model.planner_rollout(dtype, compiled)
 
     @torch.inference_mode()
     def run() -> None:
         with precision.autocast(dtype, device):
-            cem(latent_objective(model, belief, gen, step=step), beliefs, horizon, action_dim, iterations, candidates,
-                top_k, gen, device)
+            cem(latent_objective(model, belief, gen, rollout=rollout), beliefs, horizon, action_dim, iterations,
+                candidates, top_k, gen, device)
 
     return run
 
 
 def bench_plan(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int, repeats: int,
-               beliefs: int = 1, dtype: torch.dtype = torch.float32, compile_step: bool = False) -> float:
-    fn = _plan_fn(device, candidates, iterations, horizon, top_k, beliefs, dtype=dtype, compile_step=compile_step)
+               beliefs: int = 1, dtype: torch.dtype = torch.float32, compiled: bool = False) -> float:
+    fn = _plan_fn(device, candidates, iterations, horizon, top_k, beliefs, dtype=dtype, compiled=compiled)
     return _median_time(fn, repeats, device)
 
 
@@ -255,7 +255,7 @@ def bf16_timed(choice: str, device: torch.device) -> tuple[bool, str | None]:
                    "times it anyway")
 
 
-def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compile_step: bool = False,
+def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compiled: bool = False,
               episode: bool = True, bf16_choice: str = "auto") -> dict:
     with_bf16, bf16_skipped = bf16_timed(bf16_choice, device)
     if quick:  # a seconds-long smoke version of the same measurements (tests, CI)
@@ -276,14 +276,14 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
     if with_bf16:
         plan |= {"plan_s_bf16": plan_bf16_s[0], "bf16_speedup": plan_s / plan_bf16_s[0]}
     dtypes = (("compiled", torch.float32),) + ((("compiled_bf16", bf16),) if with_bf16 else ())
-    if compile_step:
+    if compiled:
         for name, dtype in dtypes:
             fn = _update_fn(device, sizes["batch"], sizes["length"], dtype=dtype, compile_nets=True)
             update[f"update_s_{name}"] = _median_time(fn, repeats, device)
         for name, dtype in dtypes:
             t0 = time.perf_counter()
             plan[f"plan_s_{name}"] = bench_plan(device, *plan_args, repeats=max(repeats, 3), dtype=dtype,
-                                                compile_step=True)
+                                                compiled=True)
             plan[f"{name}_compile_and_bench_s"] = time.perf_counter() - t0
     flop = plan_flop(device, *plan_args)
     chosen = precision.name(precision.resolve("auto", device))  # one measurement serves both settings
@@ -296,7 +296,7 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
         episodes.append(bench_episode(device, "fp32", "fp32", quick))
         if "bf16" in (auto["update"], auto["plan"]):
             episodes.append(bench_episode(device, "auto", "auto", quick))
-        if compile_step:
+        if compiled:
             episodes.append(bench_episode(device, "auto", "auto", quick, compile_nets=True))
     import resource
 

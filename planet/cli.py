@@ -343,7 +343,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from planet.bench import run_bench
 
         result = run_bench(choose_device(args.device), quick=args.quick, repeats=args.repeats,
-                           compile_step=args.compile, episode=not args.no_episode, bf16_choice=args.bf16)
+                           compiled=args.compile, episode=not args.no_episode, bf16_choice=args.bf16)
         print(json.dumps(result, indent=2))
         return 0
     raise AssertionError(args.command)

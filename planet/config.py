@@ -216,9 +216,10 @@ class ComputeConfig:
     """CUDA only: TF32 tensor cores for float32 matmuls and convolutions (10-bit mantissa inputs, float32
     accumulation; PyTorch's own default for convolutions). false = strict float32. No effect on CPU."""
     compile: bool = False
-    """torch.compile the planner's one-step imagination (CUDA: mode reduce-overhead, i.e. CUDA graphs) and the update's
-    encoder and decoder (default mode). Compiles once per process (~5-25 s per function on a 2-core CPU); there the
-    compiled bf16 plan was 1.1-1.2x the eager bf16 one and the update 0.96-1.3x (README, Speed)."""
+    """torch.compile the planner's whole-horizon imagination (`WorldModel.imagine_rollout`; CUDA: mode
+    reduce-overhead, i.e. one CUDA graph per horizon) and the update's encoder and decoder (default mode). Compiles
+    once per process (~5-25 s per function on a 2-core CPU); there the compiled float32 plan was 1.07-1.19x the eager
+    one and the update 0.96-1.3x (README, Speed)."""
 
 
 @dataclass(frozen=True)

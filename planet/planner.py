@@ -86,34 +86,31 @@ CHUNK_ROWS = 1024
 
 
 def latent_objective(model, belief, generator: torch.Generator | None, chunk_rows: int = CHUNK_ROWS,
-                     step: Callable | None = None) -> Objective:
+                     rollout: Callable | None = None) -> Objective:
     """PlaNet's objective: sum over the horizon of predicted mean rewards, imagining with prior samples.
 
     `belief` is a State of N posterior samples; each is tiled J times (P: plan from one posterior sample).
-    `step` is the model's one-step imagination (`WorldModel.imagine_step`, or its reduced-precision or compiled
-    form from `WorldModel.planner_step`); rewards are summed in float32. The prior noise of a whole call is drawn
-    first, in the order of an unchunked loop (step by step, all candidates of all beliefs), then the candidates are
-    imagined in chunks of about `chunk_rows` rows, whole beliefs per chunk, so chunking never changes the samples.
+    `rollout` is the model's open-loop imagination over the horizon (`WorldModel.imagine_rollout`, or its
+    reduced-precision or compiled form from `WorldModel.planner_rollout`); rewards are summed in float32. The prior
+    noise of a whole call is drawn first, in the order of an unchunked loop (step by step, all candidates of all
+    beliefs), then the candidates are imagined in chunks of about `chunk_rows` rows, whole beliefs per chunk, so
+    chunking never changes the samples.
     """
     dyn = model.dynamics
-    step = step or model.imagine_step
+    rollout = rollout or model.imagine_rollout
 
     def objective(actions: Tensor) -> Tensor:
         n, j, h, a = actions.shape
         flat = actions.reshape(n * j, h, a)
-        noise = [torch.randn((n * j, dyn.stoch_size), generator=generator, device=actions.device)
-                 if dyn.samples(generator) else None for _ in range(h)]
+        noise = ([torch.randn((n * j, dyn.stoch_size), generator=generator, device=actions.device)
+                  for _ in range(h)] if dyn.samples(generator) else None)
         per = max(1, chunk_rows // j)
         totals = []
         for b0 in range(0, n, per):
             rows = slice(b0 * j, min(n, b0 + per) * j)
             stoch = belief.stoch[b0:b0 + per].repeat_interleave(j, 0)
             deter = belief.deter[b0:b0 + per].repeat_interleave(j, 0)
-            total = actions.new_zeros(rows.stop - rows.start)
-            for k in range(h):
-                stoch, deter, reward = step(stoch, deter, flat[rows, k], None if noise[k] is None else noise[k][rows])
-                total = total + reward
-            totals.append(total)
+            totals.append(rollout(stoch, deter, flat[rows], None if noise is None else [x[rows] for x in noise]))
         return torch.cat(totals).reshape(n, j)
 
     return objective

@@ -423,7 +423,7 @@ def test_drnn_plans_and_acts():
         states = dyn.imagine(belief.map(lambda x: x[1:]), actions[1:, 2], None)
         torch.testing.assert_close(scores[1, 2], model.predict_reward(states).sum())
         with precision.autocast(torch.bfloat16, "cpu"):
-            bf16 = latent_objective(model, belief, None, step=model.planner_step(torch.bfloat16))(actions)
+            bf16 = latent_objective(model, belief, None, rollout=model.planner_rollout(torch.bfloat16))(actions)
     torch.testing.assert_close(bf16, scores, rtol=0.05, atol=0.05)
     obs = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     runs = []

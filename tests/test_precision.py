@@ -1,5 +1,5 @@
 """The fast paths compute what the float32 eager path computes: chunked planning (exactly), bfloat16 updates and
-plans (within stated tolerances), the compiled imagination step (within float32 rounding), and `auto`."""
+plans (within stated tolerances), the compiled imagination (within float32 rounding), and `auto`."""
 
 from __future__ import annotations
 
@@ -50,9 +50,9 @@ def _bf16_vs_fp32_scores(model: WorldModel, candidates: int = 400):
     actions = torch.rand(1, candidates, 12, 2, generator=gen(1)) * 2 - 1
     with torch.inference_mode():
         fp32 = latent_objective(model, belief, gen(2))(actions)
-        step = model.planner_step(torch.bfloat16)
+        rollout = model.planner_rollout(torch.bfloat16)
         with precision.autocast(torch.bfloat16, "cpu"):
-            bf16 = latent_objective(model, belief, gen(2), step=step)(actions)
+            bf16 = latent_objective(model, belief, gen(2), rollout=rollout)(actions)
     return fp32[0], bf16[0]
 
 
@@ -73,18 +73,19 @@ def test_bf16_plan_keeps_the_ranking_of_the_candidates():
 
 
 def test_bf16_planner_copy_follows_the_model_weights():
-    """The bfloat16 copy is cached (so a compiled step compiles once) and refreshed from the model at every call."""
+    """The bfloat16 copy is cached (so a compiled rollout compiles once) and refreshed from the model at every
+    call."""
     model = _model()
-    step = model.planner_step(torch.bfloat16)
-    target = step.__self__
+    rollout = model.planner_rollout(torch.bfloat16)
+    target = rollout.__self__
     assert target is not model and next(target.reward.parameters()).dtype == torch.bfloat16
     assert "planner" not in "".join(n for n, _ in model.named_modules())  # not a submodule: not in state_dict
     assert set(model.state_dict()) == set(_model().state_dict())
     with torch.no_grad():
         model.reward[-1].bias.add_(1.0)
-    assert model.planner_step(torch.bfloat16).__self__ is target
+    assert model.planner_rollout(torch.bfloat16).__self__ is target
     assert torch.allclose(target.reward[-1].bias.float(), model.reward[-1].bias, atol=1e-2)
-    assert model.planner_step(torch.float32).__self__ is model
+    assert model.planner_rollout(torch.float32).__self__ is model
 
 
 def test_bf16_update_loss_stays_close_to_float32():
@@ -115,17 +116,36 @@ def test_bf16_update_loss_stays_close_to_float32():
     np.testing.assert_allclose(bf16, fp32, rtol=0.01)
 
 
-def test_compiled_imagination_step_equals_eager():
-    """torch.compile (inductor's C++ on CPU) of the planner's step: the same scores within float32 rounding."""
+def test_eager_rollout_is_the_step_loop():
+    """`imagine_rollout` is `imagine_step` H times with the rewards summed in order: bit-identical, so runs made
+    before the planner called it (step by step) resume and replay the same."""
+    model = _model()
+    belief = _belief(model, 2)
+    actions = torch.rand(6, 5, 2, generator=gen(1)) * 2 - 1
+    noise = [torch.randn(6, model.dynamics.stoch_size, generator=gen(2)) for _ in range(5)]
+    stoch, deter = belief.stoch.repeat_interleave(3, 0), belief.deter.repeat_interleave(3, 0)
+    with torch.inference_mode():
+        total = torch.zeros(6)
+        s, h = stoch, deter
+        for k in range(5):
+            s, h, reward = model.imagine_step(s, h, actions[:, k], noise[k])
+            total = total + reward
+        assert torch.equal(model.imagine_rollout(stoch, deter, actions, noise), total)
+
+
+def test_compiled_imagination_equals_eager():
+    """torch.compile (inductor's C++ on CPU) of the planner's whole horizon: the same scores within float32
+    rounding, with the prior's noise and without it (no generator: the mean)."""
     pytest.importorskip("torch._inductor")
     model = _model()
     belief = _belief(model, 2)
     actions = torch.rand(2, 16, 4, 2, generator=gen(1)) * 2 - 1
+    rollout = model.planner_rollout(torch.float32, compile_rollout=True)
     with torch.inference_mode():
-        eager = latent_objective(model, belief, gen(2))(actions)
-        step = model.planner_step(torch.float32, compile_step=True)
-        compiled = latent_objective(model, belief, gen(2), step=step)(actions)
-    assert torch.allclose(eager, compiled, rtol=1e-4, atol=1e-5)
+        for g in (gen, lambda seed: None):
+            eager = latent_objective(model, belief, g(2))(actions)
+            compiled = latent_objective(model, belief, g(2), rollout=rollout)(actions)
+            assert torch.allclose(eager, compiled, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow  # compiling forward and backward takes ~25 s on 2 cores
@@ -179,9 +199,9 @@ def test_precision_names_and_auto():
 def test_cem_with_a_bf16_objective_returns_float32_means():
     model = _model()
     belief = _belief(model, 1)
-    step = model.planner_step(torch.bfloat16)
+    rollout = model.planner_rollout(torch.bfloat16)
     with torch.inference_mode(), precision.autocast(torch.bfloat16, "cpu"):
-        mean = cem(latent_objective(model, belief, gen(0), step=step), 1, 3, 2, 2, 16, 4, gen(0))
+        mean = cem(latent_objective(model, belief, gen(0), rollout=rollout), 1, 3, 2, 2, 16, 4, gen(0))
     assert mean.dtype == torch.float32 and mean.shape == (1, 3, 2)
 
 

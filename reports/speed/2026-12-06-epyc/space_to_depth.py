@@ -1,43 +1,67 @@
-import time, statistics, json, torch, torch.nn.functional as F
+"""Encoder convolutions (k4, stride 2) natively vs as a stride-1 k2 convolution of `F.pixel_unshuffle(x, 2)` (exact),
+and the decoder's transposed convolutions natively vs in the sub-pixel form (planet/ops.py); timed in turns, 800
+images, float32. Run on commit cfe52ea with the campaign paused: `python space_to_depth.py > space_to_depth.jsonl`."""
+
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
 from planet import ops
-torch.set_num_threads(2); torch.manual_seed(0)
-CL = torch.channels_last; N = 800
+
+torch.set_num_threads(2)
+torch.manual_seed(0)
+CL = torch.channels_last
+N = 800
+
+
 def s2d_conv(x, w, b):
-    n, c, h, wd = x.shape
+    """conv2d(x, w, b, stride=2) for a k4 kernel, as a k2 stride-1 convolution of the space-to-depth input."""
+    _, c, h, wd = x.shape
     o = w.shape[0]
-    he, we = h - h % 2, wd - wd % 2
-    xs = F.pixel_unshuffle(x[:, :, :he, :we], 2)
+    xs = F.pixel_unshuffle(x[:, :, : h - h % 2, : wd - wd % 2], 2)  # channel c*4 + dy*2 + dx
     w2 = w.reshape(o, c, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(o, 4 * c, 2, 2)
     return F.conv2d(xs.contiguous(memory_format=CL), w2.contiguous(memory_format=CL), b)
-def t(fns, r=5):
-    for f in fns: f()
-    ts=[[] for _ in fns]
-    for _ in range(r):
-        for f, tt in zip(fns, ts):
-            t0=time.perf_counter(); f(); tt.append(time.perf_counter()-t0)
-    return [statistics.median(tt) for tt in ts]
-for cin, cout, hin in ((3,32,64),(32,64,31),(64,128,14),(128,256,6)):
+
+
+def in_turns(fns, repeats=5):
+    for f in fns:
+        f()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for f, ts in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t0)
+    return [round(statistics.median(ts) * 1e3, 1) for ts in times]
+
+
+def with_backward(f, g):
+    return lambda: f().backward(g)
+
+
+for cin, cout, hin in ((3, 32, 64), (32, 64, 31), (64, 128, 14), (128, 256, 6)):
     x = torch.randn(N, cin, hin, hin).contiguous(memory_format=CL).requires_grad_(cin != 3)
     w = torch.randn(cout, cin, 4, 4).contiguous(memory_format=CL).requires_grad_()
     b = torch.zeros(cout, requires_grad=True)
-    ref = F.conv2d(x, w, b, stride=2); alt = s2d_conv(x, w, b)
-    err = (ref - alt).abs().max().item() / ref.abs().max().item()
+    ref = F.conv2d(x, w, b, stride=2)
+    err = ((ref - s2d_conv(x, w, b)).abs().max() / ref.abs().max()).item()
     g = torch.randn_like(ref).contiguous(memory_format=CL)
-    f1 = lambda: F.conv2d(x, w, b, stride=2)
-    f2 = lambda: s2d_conv(x, w, b)
-    def fb1(): F.conv2d(x, w, b, stride=2).backward(g)
-    def fb2(): s2d_conv(x, w, b).backward(g)
-    a, bb, c, d = t([f1, f2, fb1, fb2])
-    print(json.dumps({"enc": f"{cin}->{cout} in{hin}", "rel_err": err, "fwd_native_ms": round(a*1e3,1), "fwd_s2d_ms": round(bb*1e3,1), "fb_native_ms": round(c*1e3,1), "fb_s2d_ms": round(d*1e3,1)}))
-# decoder 128->64 k5 native vs sub-pixel
-for cin, cout, k, hin in ((128,64,5,5),(64,32,6,13),(32,3,6,30)):
+    native = lambda x=x, w=w, b=b: F.conv2d(x, w, b, stride=2)  # noqa: E731
+    s2d = lambda x=x, w=w, b=b: s2d_conv(x, w, b)  # noqa: E731
+    times = in_turns([native, s2d, with_backward(native, g), with_backward(s2d, g)])
+    print(json.dumps({"enc": f"{cin}->{cout} in{hin}", "rel_err": err,
+                      **dict(zip(("fwd_native_ms", "fwd_s2d_ms", "fb_native_ms", "fb_s2d_ms"), times, strict=True))}))
+
+for cin, cout, k, hin in ((128, 64, 5, 5), (64, 32, 6, 13), (32, 3, 6, 30)):
     x = torch.randn(N, cin, hin, hin).contiguous(memory_format=CL).requires_grad_()
     w = torch.randn(cin, cout, k, k).contiguous(memory_format=CL).requires_grad_()
     b = torch.zeros(cout, requires_grad=True)
-    f1 = lambda: F.conv_transpose2d(x, w, b, stride=2)
-    f2 = lambda: ops.conv_transpose2d_s2(x, w, b)
-    g = torch.randn_like(f1()).contiguous(memory_format=CL)
-    def fb1(): f1().backward(g)
-    def fb2(): f2().backward(g)
-    a, bb, c, d = t([f1, f2, fb1, fb2])
-    print(json.dumps({"dec": f"{cin}->{cout} k{k} in{hin}", "fwd_native_ms": round(a*1e3,1), "fwd_sub_ms": round(bb*1e3,1), "fb_native_ms": round(c*1e3,1), "fb_sub_ms": round(d*1e3,1)}))
+    native = lambda x=x, w=w, b=b: F.conv_transpose2d(x, w, b, stride=2)  # noqa: E731
+    sub = lambda x=x, w=w, b=b: ops.conv_transpose2d_s2(x, w, b)  # noqa: E731
+    g = torch.randn_like(native()).contiguous(memory_format=CL)
+    times = in_turns([native, sub, with_backward(native, g), with_backward(sub, g)])
+    print(json.dumps({"dec": f"{cin}->{cout} k{k} in{hin}",
+                      **dict(zip(("fwd_native_ms", "fwd_sub_ms", "fb_native_ms", "fb_sub_ms"), times, strict=True))}))
