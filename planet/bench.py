@@ -147,12 +147,6 @@ def _plan_fn(device: torch.device, candidates: int, iterations: int, horizon: in
     return run
 
 
-def bench_plan(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int, repeats: int,
-               beliefs: int = 1, dtype: torch.dtype = torch.float32, compiled: bool = False) -> float:
-    fn = _plan_fn(device, candidates, iterations, horizon, top_k, beliefs, dtype=dtype, compiled=compiled)
-    return _median_time(fn, repeats, device)
-
-
 def bench_episode(device: torch.device, update_precision: str, plan_precision: str, quick: bool = False,
                   compile_nets: bool = False) -> dict:
     """One `cpu`-preset training episode on cartpole and one evaluation, timed by the real Trainer's own metrics.
@@ -268,23 +262,32 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
     update = bench_update(device, sizes["batch"], sizes["length"], repeats, matmul_n, bf16=with_bf16)
     plan_args = (sizes["candidates"], sizes["iterations"], sizes["horizon"], sizes["top_k"])
     matmul, matmul_flop = _matmul_fn(device, matmul_n, count=5)
-    plan_fns = [_plan_fn(device, *plan_args), _plan_fn(device, *plan_args, beliefs=10), matmul]
-    plan_s, plan10_s, matmul_s, *plan_bf16_s = _median_times(
-        plan_fns + ([_plan_fn(device, *plan_args, dtype=bf16)] if with_bf16 else []), max(repeats, 3), device)
-    plan = {"plan_s": plan_s, "plan_s_10_beliefs": plan10_s, "ten_beliefs_over_one": plan10_s / plan_s,
+    dtypes = (("compiled", torch.float32),) + ((("compiled_bf16", bf16),) if with_bf16 else ())
+    variants = [("", _plan_fn(device, *plan_args))] + ([("bf16", _plan_fn(device, *plan_args, dtype=bf16))]
+                                                      if with_bf16 else [])
+    first_call = {}
+    if compiled:  # compiled once here (its first call, timed apart), then timed in turns with the others
+        for name, dtype in dtypes:
+            fn = _plan_fn(device, *plan_args, dtype=dtype, compiled=True)
+            t0 = time.perf_counter()
+            fn()
+            first_call[f"plan_first_call_s_{name}"] = time.perf_counter() - t0
+            variants.append((name, fn))
+    plan_s10, matmul_s, *variant_s = _median_times(
+        [_plan_fn(device, *plan_args, beliefs=10), matmul] + [fn for _, fn in variants], max(repeats, 3), device)
+    seconds = {name: t for (name, _), t in zip(variants, variant_s, strict=True)}
+    plan_s = seconds.pop("")
+    plan = {"plan_s": plan_s, "plan_s_10_beliefs": plan_s10, "ten_beliefs_over_one": plan_s10 / plan_s,
             "matmul_flop_per_s": matmul_flop / matmul_s}
     if with_bf16:
-        plan |= {"plan_s_bf16": plan_bf16_s[0], "bf16_speedup": plan_s / plan_bf16_s[0]}
-    dtypes = (("compiled", torch.float32),) + ((("compiled_bf16", bf16),) if with_bf16 else ())
+        plan |= {"plan_s_bf16": seconds.pop("bf16"), "bf16_speedup": plan_s / plan["plan_s_bf16"]}
+    for name, t in seconds.items():
+        plan |= {f"plan_s_{name}": t, f"{name}_speedup": plan_s / t}
+    plan |= first_call
     if compiled:
         for name, dtype in dtypes:
             fn = _update_fn(device, sizes["batch"], sizes["length"], dtype=dtype, compile_nets=True)
             update[f"update_s_{name}"] = _median_time(fn, repeats, device)
-        for name, dtype in dtypes:
-            t0 = time.perf_counter()
-            plan[f"plan_s_{name}"] = bench_plan(device, *plan_args, repeats=max(repeats, 3), dtype=dtype,
-                                                compiled=True)
-            plan[f"{name}_compile_and_bench_s"] = time.perf_counter() - t0
     flop = plan_flop(device, *plan_args)
     chosen = precision.name(precision.resolve("auto", device))  # one measurement serves both settings
     auto = {"update": chosen, "plan": chosen,
@@ -311,6 +314,8 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
         "repeats": repeats,
         "update": update,
         "plan": plan | {"plan_flop": flop, "plan_fraction_of_matmul_rate": flop / plan_s / plan["matmul_flop_per_s"],
+                        **({"plan_fraction_of_matmul_rate_compiled": flop / plan["plan_s_compiled"]
+                            / plan["matmul_flop_per_s"]} if compiled else {}),
                         "candidates": sizes["candidates"], "iterations": sizes["iterations"],
                         "horizon": sizes["horizon"], "top_k": sizes["top_k"]},
         "auto_precision": auto,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from planet import bench
@@ -44,8 +45,6 @@ def test_bf16_is_timed_only_where_it_is_native(monkeypatch):
     """`--bf16 auto` times bfloat16 on a CPU with AVX512-BF16 or AMX-BF16, else says why not (flags and the measured
     dense-layer ratio); where the flags are unknown, the measured ratio decides (>= 0.5); `always` and `never`
     override both."""
-    import pytest
-
     cpu = torch.device("cpu")
     monkeypatch.setattr(bench.precision, "cpu_flags", lambda: ["avx2", "fma"])
     monkeypatch.setattr(bench.precision, "bf16_speedup", lambda device: 0.09)  # emulated (AVX2-only EPYC)
@@ -64,3 +63,17 @@ def test_bf16_is_timed_only_where_it_is_native(monkeypatch):
     assert not bench.bf16_timed("auto", cpu)[0]
     with pytest.raises(ValueError, match="valid: auto, always, never"):
         bench.bf16_timed("sometimes", cpu)
+
+
+@pytest.mark.slow  # compiles the update's encoder and decoder and the planner's horizon (~30-60 s on 2 cores)
+def test_quick_bench_times_the_compiled_paths_in_turns():
+    """With `compiled`, the compiled plan is compiled first (its first call reported apart) and then timed in turns
+    with the eager plan and the matmul block, so its speed-up and its fraction of the matmul rate are like for like."""
+    result = bench.run_bench(torch.device("cpu"), quick=True, repeats=1, compiled=True, episode=False,
+                             bf16_choice="never")
+    plan, update = result["plan"], result["update"]
+    assert plan["plan_s_compiled"] > 0 and plan["plan_first_call_s_compiled"] > 0
+    assert plan["compiled_speedup"] == pytest.approx(plan["plan_s"] / plan["plan_s_compiled"])
+    assert plan["plan_fraction_of_matmul_rate_compiled"] == pytest.approx(
+        plan["plan_fraction_of_matmul_rate"] * plan["plan_s"] / plan["plan_s_compiled"])
+    assert update["update_s_compiled"] > 0 and "plan_s_compiled_bf16" not in plan
