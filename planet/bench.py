@@ -107,25 +107,35 @@ def _update_fn(device: torch.device, batch: int, length: int, action_dim: int = 
 
 
 def bench_update(device: torch.device, batch: int, length: int, repeats: int, matmul_n: int = 2048,
-                 bf16: bool = True) -> dict:
-    """float32 (and, with `bf16`, bfloat16) updates and a block of float32 matrix multiplies timed in turns; the
-    float32 update's FLOP (counted by FlopCounterMode) and its fraction of the matmul rate measured between its own
-    repeats."""
+                 bf16: bool = True, compiled: bool = False) -> dict:
+    """float32 updates and a block of float32 matrix multiplies timed in turns, with the bfloat16 update (`bf16`) and
+    the compiled ones (`compiled`: compiled first, the first call timed apart) in the same turns; the float32
+    update's FLOP (counted by FlopCounterMode) and its fraction of the matmul rate measured between its own repeats."""
     from torch.utils.flop_counter import FlopCounterMode
 
     fp32 = _update_fn(device, batch, length)
     matmul, matmul_flop = _matmul_fn(device, matmul_n, count=20)
-    fns = [fp32, matmul] + ([_update_fn(device, batch, length, dtype=torch.bfloat16)] if bf16 else [])
-    seconds, matmul_s, *seconds_bf16 = _median_times(fns, repeats, device)
+    variants = [("bf16", _update_fn(device, batch, length, dtype=torch.bfloat16))] if bf16 else []
+    result = {}
+    if compiled:
+        for name, dtype in (("compiled", torch.float32),) + ((("compiled_bf16", torch.bfloat16),) if bf16 else ()):
+            fn = _update_fn(device, batch, length, dtype=dtype, compile_nets=True)
+            t0 = time.perf_counter()
+            fn()
+            result[f"update_first_call_s_{name}"] = time.perf_counter() - t0
+            variants.append((name, fn))
+    seconds, matmul_s, *variant_s = _median_times([fp32, matmul] + [fn for _, fn in variants], repeats, device)
     counter = FlopCounterMode(display=False)
     with counter:
         fp32()
     flops = counter.get_total_flops()
     rate = matmul_flop / matmul_s
-    result = {"update_s": seconds, "update_flop": flops, "update_flop_per_s": flops / seconds,
-              "matmul_flop_per_s": rate, "batch": batch, "chunk": length}
-    if bf16:
-        result |= {"update_s_bf16": seconds_bf16[0], "bf16_speedup": seconds / seconds_bf16[0]}
+    result |= {"update_s": seconds, "update_flop": flops, "update_flop_per_s": flops / seconds,
+               "matmul_flop_per_s": rate, "batch": batch, "chunk": length}
+    for (name, _), t in zip(variants, variant_s, strict=True):
+        result |= {f"update_s_{name}": t, f"{name}_speedup": seconds / t}
+    if compiled:
+        result["update_fraction_of_matmul_rate_compiled"] = flops / result["update_s_compiled"] / rate
     return result
 
 
@@ -259,7 +269,8 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
     matmul_n = 512 if quick else 2048
     rate = matmul_rate(device, n=matmul_n)
     bf16 = torch.bfloat16
-    update = bench_update(device, sizes["batch"], sizes["length"], repeats, matmul_n, bf16=with_bf16)
+    update = bench_update(device, sizes["batch"], sizes["length"], repeats, matmul_n, bf16=with_bf16,
+                          compiled=compiled)
     plan_args = (sizes["candidates"], sizes["iterations"], sizes["horizon"], sizes["top_k"])
     matmul, matmul_flop = _matmul_fn(device, matmul_n, count=5)
     dtypes = (("compiled", torch.float32),) + ((("compiled_bf16", bf16),) if with_bf16 else ())
@@ -284,10 +295,6 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
     for name, t in seconds.items():
         plan |= {f"plan_s_{name}": t, f"{name}_speedup": plan_s / t}
     plan |= first_call
-    if compiled:
-        for name, dtype in dtypes:
-            fn = _update_fn(device, sizes["batch"], sizes["length"], dtype=dtype, compile_nets=True)
-            update[f"update_s_{name}"] = _median_time(fn, repeats, device)
     flop = plan_flop(device, *plan_args)
     chosen = precision.name(precision.resolve("auto", device))  # one measurement serves both settings
     auto = {"update": chosen, "plan": chosen,

@@ -76,4 +76,7 @@ def test_quick_bench_times_the_compiled_paths_in_turns():
     assert plan["compiled_speedup"] == pytest.approx(plan["plan_s"] / plan["plan_s_compiled"])
     assert plan["plan_fraction_of_matmul_rate_compiled"] == pytest.approx(
         plan["plan_fraction_of_matmul_rate"] * plan["plan_s"] / plan["plan_s_compiled"])
-    assert update["update_s_compiled"] > 0 and "plan_s_compiled_bf16" not in plan
+    assert update["update_s_compiled"] > 0 and update["update_first_call_s_compiled"] > 0
+    assert update["update_fraction_of_matmul_rate_compiled"] == pytest.approx(
+        update["update_flop_per_s"] / update["matmul_flop_per_s"] * update["compiled_speedup"])
+    assert "plan_s_compiled_bf16" not in plan and "update_s_compiled_bf16" not in update
