@@ -184,6 +184,31 @@ def test_agent_plans_in_the_configured_precision():
     assert acts["fp32"].shape == acts["bf16"].shape == (2, 2)
 
 
+@pytest.mark.slow  # inductor compiles a rollout per horizon shape: ~10-20 s on 2 cores with a cold cache
+def test_agent_with_compute_compile_plans_on_the_compiled_horizon():
+    """`compute.compile`: the agent plans with the compiled whole-horizon rollout (compiled once, reused by the next
+    episode), and its scores match eager's within float32 rounding; acting twice from the same seeds gives the same
+    actions (the compiled code is deterministic)."""
+    pytest.importorskip("torch._inductor")
+    model = _model()
+    planner = PlannerConfig(horizon=3, iterations=2, candidates=16, top_k=4)
+    obs = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    runs = []
+    for _ in range(2):
+        agent = MPCAgent(model, planner, 5, 0.3, gen(1), torch.device("cpu"), ComputeConfig(compile=True))
+        agent.reset(2)
+        assert agent.rollout is model.planner_rollout(torch.float32, True)  # cached: one compilation per process
+        assert agent.rollout is not model.planner_rollout(torch.float32)  # ... and not the eager method
+        runs.append(np.stack([agent.act(obs) for _ in range(2)]))
+    assert runs[0].shape == (2, 2, 2) and np.all(np.abs(runs[0]) <= 1) and np.array_equal(*runs)
+    actions = torch.rand(2, 16, 3, 2, generator=gen(5)) * 2 - 1
+    belief = _belief(model, 2)
+    with torch.inference_mode():
+        eager = latent_objective(model, belief, gen(2))(actions)
+        compiled = latent_objective(model, belief, gen(2), rollout=agent.rollout)(actions)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
 def test_precision_names_and_auto():
     assert precision.resolve("fp32", "cpu") == torch.float32
     assert precision.resolve("bf16", "cpu") == torch.bfloat16
