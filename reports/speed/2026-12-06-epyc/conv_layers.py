@@ -3,13 +3,11 @@ GFLOP/s; the decoder's 128->64 and 32->3 layers in the sub-pixel form the model 
 with the campaign paused: `python conv_layers.py > conv_layers.jsonl`."""
 
 import json
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
-from planet import ops
+from planet import ops, precision
 
 torch.set_num_threads(2)
 torch.manual_seed(0)
@@ -20,13 +18,7 @@ LAYERS += [("dec_sub", 128, 64, 5, 5), ("dec", 64, 32, 6, 13), ("dec_sub", 32, 3
 
 
 def median_time(fn, repeats=5):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return precision._time(fn, repeats)  # one warm-up, then the median of `repeats`
 
 
 def layer_fn(kind, x, w, b):

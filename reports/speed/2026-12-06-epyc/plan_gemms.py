@@ -5,8 +5,6 @@ line (two runs in plan_gemms.jsonl)."""
 
 import collections
 import json
-import statistics
-import time
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -55,19 +53,7 @@ def block():
         big_a @ big_b
 
 
-def in_turns(fns, repeats):
-    for f in fns:
-        f()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for f, ts in zip(fns, times, strict=True):
-            t0 = time.perf_counter()
-            f()
-            ts.append(time.perf_counter() - t0)
-    return [statistics.median(ts) for ts in times]
-
-
-g, m, p = in_turns([gemms, block, plan], 9)
+g, m, p = bench._median_times([gemms, block, plan], 9, dev)  # in turns, after one warm-up each
 rate = 5 * 2 * 2048**3 / m
 print(json.dumps({"plan_gemm_flop": flop, "gemms_alone_s": g, "gemm_rate_gflops": flop / g / 1e9,
                   "matmul_2048_gflops": rate / 1e9, "gemms_fraction_of_rate": flop / g / rate, "plan_s": p,

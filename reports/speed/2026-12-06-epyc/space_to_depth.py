@@ -3,13 +3,11 @@ and the decoder's transposed convolutions natively vs in the sub-pixel form (pla
 images, float32. Run on commit cfe52ea with the campaign paused: `python space_to_depth.py > space_to_depth.jsonl`."""
 
 import json
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
-from planet import ops
+from planet import bench, ops
 
 torch.set_num_threads(2)
 torch.manual_seed(0)
@@ -27,15 +25,8 @@ def s2d_conv(x, w, b):
 
 
 def in_turns(fns, repeats=5):
-    for f in fns:
-        f()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for f, ts in zip(fns, times, strict=True):
-            t0 = time.perf_counter()
-            f()
-            ts.append(time.perf_counter() - t0)
-    return [round(statistics.median(ts) * 1e3, 1) for ts in times]
+    """Medians in ms, timed in turns after one warm-up each (planet bench's helper)."""
+    return [round(t * 1e3, 1) for t in bench._median_times(fns, repeats, torch.device("cpu"))]
 
 
 def with_backward(f, g):
