@@ -106,6 +106,20 @@ def _update_fn(device: torch.device, batch: int, length: int, action_dim: int = 
     return step
 
 
+def _compile_first(make: Callable[[torch.dtype], Callable[[], None]], what: str, bf16: bool,
+                   variants: list) -> dict:
+    """Build the compiled float32 (and bf16) variants of `what`, call each once (compiling it; that first call's
+    seconds are returned as `WHAT_first_call_s_NAME`) and append them to `variants`, to be timed in turns later."""
+    first_call = {}
+    for name, dtype in (("compiled", torch.float32),) + ((("compiled_bf16", torch.bfloat16),) if bf16 else ()):
+        fn = make(dtype)
+        t0 = time.perf_counter()
+        fn()
+        first_call[f"{what}_first_call_s_{name}"] = time.perf_counter() - t0
+        variants.append((name, fn))
+    return first_call
+
+
 def bench_update(device: torch.device, batch: int, length: int, repeats: int, matmul_n: int = 2048,
                  bf16: bool = True, compiled: bool = False) -> dict:
     """float32 updates and a block of float32 matrix multiplies timed in turns, with the bfloat16 update (`bf16`) and
@@ -118,12 +132,8 @@ def bench_update(device: torch.device, batch: int, length: int, repeats: int, ma
     variants = [("bf16", _update_fn(device, batch, length, dtype=torch.bfloat16))] if bf16 else []
     result = {}
     if compiled:
-        for name, dtype in (("compiled", torch.float32),) + ((("compiled_bf16", torch.bfloat16),) if bf16 else ()):
-            fn = _update_fn(device, batch, length, dtype=dtype, compile_nets=True)
-            t0 = time.perf_counter()
-            fn()
-            result[f"update_first_call_s_{name}"] = time.perf_counter() - t0
-            variants.append((name, fn))
+        result = _compile_first(lambda dtype: _update_fn(device, batch, length, dtype=dtype, compile_nets=True),
+                                "update", bf16, variants)
     seconds, matmul_s, *variant_s = _median_times([fp32, matmul] + [fn for _, fn in variants], repeats, device)
     counter = FlopCounterMode(display=False)
     with counter:
@@ -273,26 +283,19 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
                           compiled=compiled)
     plan_args = (sizes["candidates"], sizes["iterations"], sizes["horizon"], sizes["top_k"])
     matmul, matmul_flop = _matmul_fn(device, matmul_n, count=5)
-    dtypes = (("compiled", torch.float32),) + ((("compiled_bf16", bf16),) if with_bf16 else ())
     variants = [("", _plan_fn(device, *plan_args))] + ([("bf16", _plan_fn(device, *plan_args, dtype=bf16))]
                                                       if with_bf16 else [])
     first_call = {}
-    if compiled:  # compiled once here (its first call, timed apart), then timed in turns with the others
-        for name, dtype in dtypes:
-            fn = _plan_fn(device, *plan_args, dtype=dtype, compiled=True)
-            t0 = time.perf_counter()
-            fn()
-            first_call[f"plan_first_call_s_{name}"] = time.perf_counter() - t0
-            variants.append((name, fn))
+    if compiled:
+        first_call = _compile_first(lambda dtype: _plan_fn(device, *plan_args, dtype=dtype, compiled=True), "plan",
+                                    with_bf16, variants)
     plan_s10, matmul_s, *variant_s = _median_times(
         [_plan_fn(device, *plan_args, beliefs=10), matmul] + [fn for _, fn in variants], max(repeats, 3), device)
     seconds = {name: t for (name, _), t in zip(variants, variant_s, strict=True)}
     plan_s = seconds.pop("")
     plan = {"plan_s": plan_s, "plan_s_10_beliefs": plan_s10, "ten_beliefs_over_one": plan_s10 / plan_s,
             "matmul_flop_per_s": matmul_flop / matmul_s}
-    if with_bf16:
-        plan |= {"plan_s_bf16": seconds.pop("bf16"), "bf16_speedup": plan_s / plan["plan_s_bf16"]}
-    for name, t in seconds.items():
+    for name, t in seconds.items():  # bf16, compiled, compiled_bf16: plan_s_NAME and NAME_speedup
         plan |= {f"plan_s_{name}": t, f"{name}_speedup": plan_s / t}
     plan |= first_call
     flop = plan_flop(device, *plan_args)

@@ -80,3 +80,13 @@ def test_quick_bench_times_the_compiled_paths_in_turns():
     assert update["update_fraction_of_matmul_rate_compiled"] == pytest.approx(
         update["update_flop_per_s"] / update["matmul_flop_per_s"] * update["compiled_speedup"])
     assert "plan_s_compiled_bf16" not in plan and "update_s_compiled_bf16" not in update
+
+
+def test_quick_bench_times_bf16_beside_float32_when_asked():
+    """`--bf16 always` times the bf16 update and plan in turns with float32 and reports each speed-up as the ratio
+    of the two medians (emulated bf16 on a CPU without it is slow, but the quick sizes take a second)."""
+    result = bench.run_bench(torch.device("cpu"), quick=True, repeats=1, episode=False, bf16_choice="always")
+    plan, update = result["plan"], result["update"]
+    assert plan["bf16_speedup"] == pytest.approx(plan["plan_s"] / plan["plan_s_bf16"])
+    assert update["bf16_speedup"] == pytest.approx(update["update_s"] / update["update_s_bf16"])
+    assert result["auto_precision"]["bf16_timed"] and "bf16_skipped" not in result["auto_precision"]
