@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,31 +33,11 @@ from planet import precision, utils
 from planet.config import LossConfig, ModelConfig
 from planet.models import WorldModel, preprocess
 from planet.planner import cem, latent_objective
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from planet.precision import median_times as _median_times  # in turns; also used by the probes in reports/speed
 
 
 def _median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     return _median_times([fn], repeats, device)[0]
-
-
-def _median_times(fns: list[Callable[[], object]], repeats: int, device: torch.device) -> list[float]:
-    """Medians of several functions timed in turns (a, b, a, b, ...) after one warm-up each, so that a shared
-    machine's drift over minutes falls on all of them alike and their ratios stay meaningful."""
-    for fn in fns:
-        fn()
-    _sync(device)
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times, strict=True):
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            ts.append(time.perf_counter() - t0)
-    return [statistics.median(ts) for ts in times]
 
 
 def _matmul_fn(device: torch.device, n: int, count: int = 1) -> tuple[Callable[[], None], int]:

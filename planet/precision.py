@@ -14,6 +14,7 @@ import contextlib
 import functools
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -37,35 +38,49 @@ def cpu_flags() -> list[str]:
     return [f for f in CPU_FLAGS if f in flags]
 
 
-def _time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def median_times(fns: list[Callable[[], object]], repeats: int, device: torch.device | str = "cpu") -> list[float]:
+    """Medians of several functions timed in turns (a, b, a, b, ...) after one warm-up each, so that a shared
+    machine's drift falls on all of them alike and their ratios stay meaningful."""
+    dev = torch.device(device)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    sync()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 @functools.cache
 def bf16_speedup(device: str) -> float:
-    """float32 time / bfloat16 time of a [1024, 230] x [230, 600] dense layer on `device` (about 50 ms on a CPU)."""
+    """float32 time / bfloat16 time of a [1024, 230] x [230, 600] dense layer on `device` (8 calls, ~10-20 ms on a
+    CPU), the two timed in turns 11 times. A first version timed all float32 calls, then all bfloat16 ones, 7 each:
+    on a 2-core Zen 4 VM it measured 2.0-2.4x in most processes and 1.09x in one of nine, which made `auto` keep
+    float32 there at random."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         return 0.0
-    ratios = {}
+    fns = []
     for dtype in (torch.float32, torch.bfloat16):
         x = torch.randn(1024, 230, device=dev, dtype=dtype)
         w = torch.randn(600, 230, device=dev, dtype=dtype)
 
         def run(x=x, w=w) -> None:
-            for _ in range(4):
+            for _ in range(8):
                 torch.nn.functional.linear(x, w)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
 
-        ratios[dtype] = _time(run, 7)
-    return ratios[torch.float32] / ratios[torch.bfloat16]
+        fns.append(run)
+    fp32, bf16 = median_times(fns, 11, dev)
+    return fp32 / bf16
 
 
 def resolve(name: str, device: torch.device | str) -> torch.dtype:
