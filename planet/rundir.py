@@ -148,13 +148,20 @@ def git_tags(run_dir: Path | None = None) -> dict[str, str]:
         return {}
     if run_dir is None:
         return {"git_commit": commit}
+    return {"git_commit": commit, "git_commits": tag_history(run_dir, "git_commits", "git_commit", commit)}
+
+
+def tag_history(run_dir: Path, history_key: str, latest_key: str, value: str) -> str:
+    """The space-separated values that tag `latest_key` has had over RUN's lives (read from RUN/tags.json's
+    `history_key`, or its `latest_key` where the run predates the history), with `value` appended where it differs
+    from the last one. An unreadable tags.json loses only the history."""
     old: dict = {}
     with contextlib.suppress(OSError, ValueError):
         old = json.loads((Path(run_dir) / TAGS_FILE).read_text(encoding="utf-8"))
-    history = str(old.get("git_commits") or old.get("git_commit") or "").split() if isinstance(old, dict) else []
-    if not history or history[-1] != commit:
-        history.append(commit)
-    return {"git_commit": commit, "git_commits": " ".join(history)}
+    history = str(old.get(history_key) or old.get(latest_key) or "").split() if isinstance(old, dict) else []
+    if not history or history[-1] != value:
+        history.append(value)
+    return " ".join(history)
 
 
 def tracking_uri(run_dir: Path) -> str | None:

@@ -91,6 +91,11 @@ class Trainer:
         )
         self.train_gen = torch_generator(cfg.seed, "train", self.device)
         self.update_dtype = precision.resolve(cfg.compute.update_precision, self.device)
+        chosen = {"update_precision": precision.name(self.update_dtype),
+                  "plan_precision": precision.name(precision.resolve(cfg.compute.plan_precision, self.device))}
+        # `auto` decides on each machine a run lives on: a run resumed elsewhere may change precision, and says so
+        history = {f"{key}_history": rundir.tag_history(self.run_dir, f"{key}_history", key, value)
+                   for key, value in chosen.items() if getattr(cfg.compute, key) == "auto"}
         self.replay = Replay(
             self.run_dir / "episodes", self.obs_shape, self.action_dim,
             capacity_steps=self.replay_capacity, seed=derive_seed(cfg.seed, "replay"),
@@ -98,9 +103,7 @@ class Trainer:
         tags = {
             "task": cfg.task, "seed": str(cfg.seed), "agent_preset": cfg.preset, "model": cfg.model.kind,
             "planner": cfg.planner.kind, "collect": cfg.collect.policy, "params_hash": cfg.digest(),
-            "device": str(self.device), "update_precision": precision.name(self.update_dtype),
-            "plan_precision": precision.name(precision.resolve(cfg.compute.plan_precision, self.device)),
-            **rundir.git_tags(self.run_dir), **self.extra_tags,
+            "device": str(self.device), **chosen, **history, **rundir.git_tags(self.run_dir), **self.extra_tags,
         }
         self.tracker = Tracker(
             self.run_dir, experiment=cfg.run.experiment,

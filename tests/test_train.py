@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from planet import config as config_lib
-from planet import tracking
+from planet import precision, tracking
 from planet.cli import main
 from planet.replay import load_episode
 from planet.train import Trainer
@@ -520,6 +520,25 @@ def test_resume_with_a_deleted_episode_warns_and_tags_the_run(tmp_path, caplog):
     assert code == 0 and "Traceback" not in err, err
     assert re.search(r"1 of the 3 episodes .* missing .*indices \[1\].* replay of 2 episodes", caplog.text)
     assert json.loads((out / "tags.json").read_text())["replay_missing_episodes"] == "1"
+
+
+def test_a_run_with_auto_precision_says_when_a_resume_changed_it(tmp_path, monkeypatch):
+    """`auto` decides on the machine a run is (re)started on: a run begun where bf16 measured slower (float32) and
+    resumed where it measured faster keeps training, and its tags say that its precision changed, and when."""
+    out = tmp_path / "run"
+    auto = ["compute.update_precision=auto", "compute.plan_precision=auto"]
+    monkeypatch.setattr(precision, "bf16_speedup", lambda device: 0.5)
+    train(out, *FAST, *auto)
+    tags = json.loads((out / "tags.json").read_text())
+    assert tags["update_precision"] == "fp32" and tags["update_precision_history"] == "fp32"
+    (out / "summary.json").unlink()  # resumable again, from the checkpoint after the last episode
+    monkeypatch.setattr(precision, "bf16_speedup", lambda device: 3.0)
+    train(out, *FAST, *auto)
+    tags = json.loads((out / "tags.json").read_text())
+    assert tags["update_precision"] == tags["plan_precision"] == "bf16"
+    assert tags["update_precision_history"] == tags["plan_precision_history"] == "fp32 bf16"
+    train(tmp_path / "fixed", *FAST)  # a fixed precision cannot change without changing the run's config
+    assert "update_precision_history" not in json.loads((tmp_path / "fixed" / "tags.json").read_text())
 
 
 # --------------------------------------------------------------------------------------------------------------
