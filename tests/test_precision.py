@@ -221,17 +221,6 @@ def test_precision_names_and_auto():
     assert precision.autocast(torch.float32, "cpu").__class__.__name__ == "nullcontext"
 
 
-def test_median_times_times_in_turns_after_one_warm_up(monkeypatch):
-    """a and b are called a, b (warm-up), then a, b per repeat; each median is over that function's own calls, read
-    from a fake clock on which a takes 1, 5, 2 s and b 10, 30, 20 s."""
-    calls = []
-    ticks = iter([0, 1, 1, 11, 11, 16, 16, 46, 46, 48, 48, 68])
-    monkeypatch.setattr(precision.time, "perf_counter", lambda: next(ticks))
-    a, b = (lambda: calls.append("a")), (lambda: calls.append("b"))
-    assert precision.median_times([a, b], 3) == [2, 20]
-    assert calls == ["a", "b"] * 4
-
-
 def test_cem_with_a_bf16_objective_returns_float32_means():
     model = _model()
     belief = _belief(model, 1)
