@@ -249,7 +249,7 @@ def bf16_timed(choice: str, device: torch.device) -> tuple[bool, str | None]:
 
 
 def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compiled: bool = False,
-              episode: bool = True, bf16_choice: str = "auto") -> dict:
+              episode: bool = True, bf16_choice: str = "auto", env: bool = True) -> dict:
     with_bf16, bf16_skipped = bf16_timed(bf16_choice, device)
     if quick:  # a seconds-long smoke version of the same measurements (tests, CI)
         sizes = dict(batch=4, length=8, candidates=64, iterations=2, horizon=4, top_k=8, env_steps=10)
@@ -282,7 +282,7 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
     auto = {"update": chosen, "plan": chosen,
             "bf16_dense_speedup": precision.bf16_speedup(str(device)), "min_speedup": precision.AUTO_MIN_SPEEDUP,
             "bf16_timed": with_bf16} | ({"bf16_skipped": bf16_skipped} if bf16_skipped else {})
-    envs = [bench_env(task, sizes["env_steps"]) for task in ("cartpole_swingup", "walker_walk")]
+    envs = [bench_env(task, sizes["env_steps"]) for task in ("cartpole_swingup", "walker_walk")] if env else []
     episodes = []
     if episode:
         episodes.append(bench_episode(device, "fp32", "fp32", quick))

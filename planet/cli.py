@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "compiled (compute.compile; compiling costs ~5-25 s per function on a 2-core CPU)")
     p.add_argument("--no-episode", action="store_true", help="skip the cpu-preset training episode and evaluation "
                    "(a few minutes on a 2-core CPU)")
+    p.add_argument("--no-env", action="store_true", help="skip env steps and rendering, and the episode: times only "
+                   "the update and the plan, with no dm_control or MuJoCo needed (e.g. a GPU node without them)")
     p.add_argument("--bf16", choices=("auto", "always", "never"), default="auto",
                    help="time the bfloat16 update and plan: auto (default) where bf16 is native (AVX512-BF16, AMX, "
                    "CUDA; emulated bf16 on other CPUs is ~10x slower than float32 and would take most of the run)")
@@ -343,7 +345,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from planet.bench import run_bench
 
         result = run_bench(choose_device(args.device), quick=args.quick, repeats=args.repeats,
-                           compiled=args.compile, episode=not args.no_episode, bf16_choice=args.bf16)
+                           compiled=args.compile, episode=not (args.no_episode or args.no_env),
+                           bf16_choice=args.bf16, env=not args.no_env)
         print(json.dumps(result, indent=2))
         return 0
     raise AssertionError(args.command)

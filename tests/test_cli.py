@@ -46,7 +46,7 @@ OPTIONS = {
     ("evaluate",): ["--run", "--episodes", "--device", "--no-progress", "--help"],
     ("diagnose",): ["--run", "--out", "--device", "--threads", "--no-progress", "KEY=VALUE", "--help"],
     ("config",): ["--task", "--preset", "--seed", "KEY=VALUE", "--help"],
-    ("bench",): ["--device", "--repeats", "--quick", "--threads", "--bf16", "--help"],
+    ("bench",): ["--device", "--repeats", "--quick", "--threads", "--bf16", "--no-env", "--help"],
     ("baseline",): ["sac", "simulator", "--help"],
     ("baseline", "sac"): ["--task", "--preset", "--seed", "--out", "--device", "--tag", "--no-progress", "KEY=VALUE"],
     ("baseline", "simulator"): ["--task", "--preset", "--seed", "--out", "--tag", "--no-progress", "KEY=VALUE"],
