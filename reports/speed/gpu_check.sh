@@ -10,6 +10,8 @@
 # numpy, PyYAML and tqdm, which is all the bench needs without environments, but not dm_control and MuJoCo, whose
 # wheels (83 MB) exceed what one device call can carry (64 MiB). So the paper-preset episode time of the issue needs
 # a trimmed dm_control wheel and is not measured here. Issue 9's GPU targets: update <= 25 ms, plan <= 8 ms.
+# The project pins torch 2.13; the image's torch was 2.11 when last listed (untested with this code: no CPU
+# build of 2.11 is in this project's package mirror).
 set -euo pipefail
 out="${OUT:-gpu_check}"
 mkdir -p "$out"
