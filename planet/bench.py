@@ -284,7 +284,7 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
             "bf16_timed": with_bf16} | ({"bf16_skipped": bf16_skipped} if bf16_skipped else {})
     envs = [bench_env(task, sizes["env_steps"]) for task in ("cartpole_swingup", "walker_walk")] if env else []
     episodes = []
-    if episode:
+    if episode and env:  # the episode needs the environments too
         episodes.append(bench_episode(device, "fp32", "fp32", quick))
         if "bf16" in (auto["update"], auto["plan"]):
             episodes.append(bench_episode(device, "auto", "auto", quick))

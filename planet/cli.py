@@ -345,8 +345,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from planet.bench import run_bench
 
         result = run_bench(choose_device(args.device), quick=args.quick, repeats=args.repeats,
-                           compiled=args.compile, episode=not (args.no_episode or args.no_env),
-                           bf16_choice=args.bf16, env=not args.no_env)
+                           compiled=args.compile, episode=not args.no_episode, bf16_choice=args.bf16,
+                           env=not args.no_env)
         print(json.dumps(result, indent=2))
         return 0
     raise AssertionError(args.command)

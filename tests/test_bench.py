@@ -86,8 +86,7 @@ def test_quick_bench_times_bf16_beside_float32_when_asked():
     """`--bf16 always` times the bf16 update and plan in turns with float32 and reports each speed-up as the ratio
     of the two medians (emulated bf16 on a CPU without it is slow, but the quick sizes take a second); with
     `env=False` (`--no-env`, e.g. a GPU node without dm_control) it times no environment."""
-    result = bench.run_bench(torch.device("cpu"), quick=True, repeats=1, episode=False, bf16_choice="always",
-                             env=False)
+    result = bench.run_bench(torch.device("cpu"), quick=True, repeats=1, bf16_choice="always", env=False)
     assert result["env"] == [] and result["user_episode"] == []
     plan, update = result["plan"], result["update"]
     assert plan["bf16_speedup"] == pytest.approx(plan["plan_s"] / plan["plan_s_bf16"])
