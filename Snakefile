@@ -3,6 +3,7 @@
 #   snakemake --cores 8                              # the paper's grid (params/pipeline.yaml, preset: paper)
 #   snakemake --cores 2 --config preset=smoke        # the whole DAG with tiny settings (CI)
 #   snakemake -n --cores 8                           # list the jobs without running them
+#   snakemake --cores 2 --config preset=cpu100k next_task   # one task of a long campaign per call (resumable)
 #
 # Stages: tracking store -> seed episodes per (task, seed) -> train per (variant, task, seed) -> held-out
 # evaluation -> report (reports/PRESET/); one multi-task agent per seed trained on all tasks at once (paper Figs. 6,
@@ -39,6 +40,7 @@ include: "workflow/rules/baselines.smk"
 include: "workflow/rules/cem_grid.smk"
 include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/campaign.smk"
 
 
 # The report and everything it reads: a report already on disk (e.g. a committed partial record of a long

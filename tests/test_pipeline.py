@@ -100,6 +100,35 @@ def test_a_report_on_disk_does_not_stand_in_for_missing_runs(tmp_path):
         "collect_seed_episodes": 6, "train": 6, "evaluate": 6, "report": 1}
 
 
+def test_next_task_walks_the_campaign_order_one_task_at_a_time(tmp_path):
+    """`next_task` (issue 29) targets the first task of cpu100k's campaign_order whose held-out evaluation is
+    missing: cartpole first; with cartpole's evaluation on disk, cup_catch; with every task's, no job but itself."""
+    root = copy_pipeline(tmp_path)
+    order = yaml.safe_load((root / "params" / "pipeline.yaml").read_text())["presets"]["cpu100k"]["campaign_order"]
+    assert order[:2] == ["cartpole_swingup", "cup_catch"]
+
+    def planned() -> tuple[dict[str, int], set[str]]:
+        proc = snakemake(root, "-n", "--cores", "2", "next_task", "--config", "preset=cpu100k")
+        out = proc.stdout + proc.stderr
+        return job_counts(out), set(re.findall(r"task=(\w+)", out))
+
+    counts, tasks = planned()
+    assert {k: counts.get(k) for k in ("collect_seed_episodes", "train", "evaluate", "report")} == {
+        "collect_seed_episodes": 1, "train": 1, "evaluate": 1, "report": None}
+    assert tasks == {"cartpole_swingup"}
+    done = root / "results" / "cpu100k" / "eval" / "planet"
+    (done / "cartpole_swingup").mkdir(parents=True)
+    (done / "cartpole_swingup" / "seed0.json").write_text("{}")
+    counts, tasks = planned()
+    assert counts["train"] == 1 and tasks == {"cup_catch"}
+    for task in order:
+        (done / task).mkdir(parents=True, exist_ok=True)
+        (done / task / "seed0.json").write_text("{}")
+    counts, tasks = planned()
+    assert counts == {"next_task": 1, "total": 1}, counts
+    assert tasks == set()
+
+
 @pytest.mark.parametrize(("preset", "device"), [("paper", "cuda"), ("cpu", "cpu"), ("smoke", "cpu")])
 def test_every_job_is_given_the_device_its_preset_declares(tmp_path, preset, device):
     """GPU presets pass --device cuda (a node without CUDA fails in seconds), CPU presets --device cpu (never a GPU
@@ -144,6 +173,8 @@ def test_lint_is_clean(tmp_path):
         (lambda c: c["baselines"].update(sac_big={"label": "x", "kind": "sac", "overrides": {"sac.batchsiz": 4}}),
          r"baseline 'sac_big'.*unknown config key 'sac\.batchsiz'"),
         # the CEM grid (Fig. 12): the schema, then planet/cem_grid.py (a point whose K falls outside 1..J)
+        (lambda c: c["presets"]["smoke"].update(campaign_order=["cup_catch"]),
+         r"config: presets\.smoke\.campaign_order must list the preset's tasks"),
         (lambda c: c["presets"]["smoke"]["cem_grid"].update(horizon=[0]), r"0 is less than the minimum of 1"),
         (lambda c: c["presets"]["smoke"]["cem_grid"].update(top_k_fraction=[0.01]),
          r"config: presets\.smoke\.cem_grid\.top_k_fraction: 0\.01 gives K = 0 of J = 16 candidates"),

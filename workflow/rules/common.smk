@@ -272,3 +272,26 @@ def report_files() -> list[str]:
     return [f"{REPORT_DIR}/{name}" for name in
             ("table1.md", "table1.csv", "table1.tex", "README.md", "curves.csv", "aggregate.csv",
              "performance_profile.csv", "episodes_needed.csv")]
+
+
+# The campaign's task order (workflow/rules/campaign.smk's `next_task` target; default: the preset's tasks).
+CAMPAIGN_ORDER = list(P.get("campaign_order", TASKS))
+if sorted(CAMPAIGN_ORDER) != sorted(TASKS):
+    raise ValueError(
+        f"config: presets.{PRESET}.campaign_order must list the preset's tasks {TASKS} in some order, "
+        f"got {CAMPAIGN_ORDER}"
+    )
+
+
+def task_evals(task: str) -> list[str]:
+    """The held-out evaluation files that finish `task`: every single-task variant and seed that runs on it."""
+    return [eval_file(v, task, s) for v in VARIANTS if v not in MULTITASK_VARIANTS and task in variant_tasks(v)
+            for s in SEEDS]
+
+
+def next_campaign_task() -> str | None:
+    """The first task of `campaign_order` with an evaluation file missing; None once every task is done."""
+    return next((t for t in CAMPAIGN_ORDER if not all(os.path.exists(f) for f in task_evals(t))), None)
+
+
+NEXT_TASK = next_campaign_task()
