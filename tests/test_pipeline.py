@@ -266,6 +266,8 @@ def test_dvc_stages_and_snakemake_targets_agree(tmp_path):
             for file, keys in entry.items():
                 assert file in params and keys is None, (name, file, keys)
         assert "planet" in stage["deps"] and any(d.startswith("workflow/rules/") for d in stage["deps"]), name
+        # common.smk defines the grid, the file names and the report's outputs every rule file uses
+        assert "workflow/rules/common.smk" in stage["deps"], name
     # the upstream manifest each stage depends on is the output of the previous stage
     for down, up in (("train", "seeds"), ("evaluate", "train"), ("diagnostics", "train")):
         assert stages[down]["deps"][0] == next(iter(stages[up]["outs"][0])), (down, up)
