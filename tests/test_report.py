@@ -548,3 +548,33 @@ def test_a_grid_of_one_variant_drops_the_comparisons():
     assert dropped >= {"models", "agents", "overshooting", "activations", "multitask"}
     assert set(alone) == set(full) - dropped
     assert set(grid_figures(grid_from_pipeline("smoke"))) == set(full)  # smoke runs every variant
+
+
+@pytest.mark.parametrize(("last_episode", "stars", "asymptotes"), [
+    (4, [], 0),  # a smoke-sized curve reaches no published budget: no star, no 1e8-step line
+    (100, [(100.0, 297.0)], 0),  # the 100k-step campaign: PlaNet's published 100k point, no D4PG/A3C lines
+    (1000, [(100.0, 297.0), (500.0, 475.0)], 2),  # the paper's scale: both published points and both asymptotes
+])
+def test_curves_draw_the_published_references_their_axis_reaches(last_episode, stars, asymptotes):
+    """Published PlaNet at 100k / 500k env steps (CURL Table 1: cartpole 297, 475) as star markers where the curve
+    reaches that budget; D4PG's and A3C's 1e8-step lines only on curves at the paper's 1000-episode scale."""
+    from matplotlib.figure import Figure
+
+    from planet.report.grid import VariantInfo
+    from planet.report.published import load_published
+
+    curves = pd.DataFrame({"variant": "planet", "task": "cartpole_swingup", "seed": 0,
+                           "episodes": [last_episode / 2, last_episode],
+                           "env_steps": [last_episode * 500, last_episode * 1000], "return_mean": [100.0, 200.0]})
+    infos = {"planet": VariantInfo(name="planet", label="PlaNet")}
+    for x, scale in (("episodes", 1.0), ("env_steps", 1000.0)):
+        ax = Figure().subplots()
+        variants, refs = figures._draw_curves(ax, curves, "cartpole_swingup", x, ["planet"], infos,
+                                              {"planet": (0, 0, 1)}, load_published())
+        assert variants == {"planet"}
+        markers = [line for line in ax.get_lines() if line.get_marker() == "*"]
+        assert [(float(m.get_xdata()[0]), float(m.get_ydata()[0])) for m in markers] == [
+            (e * scale, r) for e, r in stars]
+        horizontal = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert sorted(float(line.get_ydata()[0]) for line in horizontal) == ([558.0, 862.0] if asymptotes else [])
+        assert refs == ({"budget"} if stars else set()) | ({"asymptotes"} if asymptotes else set())

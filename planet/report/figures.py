@@ -4,9 +4,10 @@ and the aggregate, as PNG and PDF under OUT/figures/.
 
 Which variants a figure shows, its title and file come from params/pipeline.yaml (planet/report/grid.py);
 `draw_figures` draws every figure described there by its kind. Curves are the median over seeds with a 5-95
-percentile band; dashed lines mark D4PG and A3C after 1e8 env steps (paper Table 1). A variant has the same colour
-in every figure. Figures are built without pyplot (no global state), and PDFs carry no creation date, so an
-unchanged report produces byte-identical files.
+percentile band; stars mark PlaNet's published returns at 100k / 500k env steps where the curves reach them, and
+dashed lines D4PG and A3C after 1e8 env steps (paper Table 1) on curves at the paper's scale (1000 episodes). A
+variant has the same colour in every figure. Figures are built without pyplot (no global state), and PDFs carry no
+creation date, so an unchanged report produces byte-identical files.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 
 from planet.cem_grid import AXIS_LABELS
 from planet.report.grid import DEFAULT_VARIANTS, FigureSpec, VariantInfo
-from planet.report.published import paper_rows, paper_value
+from planet.report.published import PLANET_BUDGET_SOURCE, budget_rows, paper_rows, paper_value
 from planet.report.runs import Run, diagnostics_frame, finite
 from planet.report.stats import BOOTSTRAP_SEED
 
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 
 DPI = 120
 CURVE_REFERENCES = {"D4PG": "0.2", "A3C": "0.55"}  # horizontal lines of paper Fig. 4, with their grey
+# Published PlaNet at 100k / 500k env steps on the learning curves (hollow black stars)
+BUDGET_MARKER = {"marker": "*", "markersize": 11, "markerfacecolor": "none", "markeredgecolor": "black",
+                 "linestyle": ""}
+ENV_STEPS_PER_EPISODE = 1000  # every task's episode (the curves' episodes = env steps / 1000, as the table's)
+PAPER_EPISODES = 1000  # PlaNet's budget in the paper (Table 1, Fig. 4): the scale where D4PG/A3C lines are drawn
 # Published points of the data-efficiency figure: pixel agents at fixed env-step budgets (marker per method).
 EFFICIENCY_REFERENCES = {"PlaNet": "o", "SAC (pixels)": "s", "DrQ (K=1 M=1; about RAD)": "^", "CURL": "D"}
 LEARNING_CURVES_TITLE = "Eval return vs collected episodes (median, 5-95 percentile band over seeds)"
@@ -69,44 +75,70 @@ def _references(published: pd.DataFrame, task: str) -> dict[str, float]:
     return {name: value for name, value in values.items() if value is not None}
 
 
+def _budget_points(published: pd.DataFrame, task: str) -> list[tuple[float, float]]:
+    """Published PlaNet at fixed env-step budgets (100k and 500k; planet/report/published.py): (env steps, return)."""
+    rows = budget_rows(published)
+    if task not in rows.columns:
+        return []
+    return [(float(b), float(v)) for b, v in zip(rows["budget_env_steps"], rows[task], strict=True)
+            if finite(v) is not None]
+
+
 def _draw_curves(ax, curves: pd.DataFrame, task: str, x: str, variants: Sequence[str],
-                 infos: Mapping[str, VariantInfo], palette: Mapping[str, tuple], published: pd.DataFrame) -> set[str]:
-    """Median and 5-95 percentile band over seeds per variant, plus D4PG/A3C reference lines; returns variants
-    drawn."""
+                 infos: Mapping[str, VariantInfo], palette: Mapping[str, tuple],
+                 published: pd.DataFrame) -> tuple[set[str], set[str]]:
+    """Median and 5-95 percentile band over seeds per variant, with the published references its x-axis reaches:
+    PlaNet's published points at 100k / 500k env steps (episodes = env steps / 1000) where the curves reach that
+    budget, and the dashed D4PG/A3C lines (1e8 env steps, paper Fig. 4) only at the paper's scale (curves reaching
+    PlaNet's 1000 episodes), where they are the asymptote the paper compares with. Returns (variants drawn,
+    references drawn: 'budget' and/or 'asymptotes')."""
     import seaborn as sns
 
     data = curves[(curves["task"] == task) & curves["variant"].isin(variants)]
     drawn = [v for v in variants if v in set(data["variant"])]
+    refs: set[str] = set()
     if drawn:
         # Every seed evaluates at the same episode counts, so each x has one value per seed: the median and the
         # 5-95 percentile band are over seeds. markers: a run with a single eval point still shows.
         sns.lineplot(data=data, x=x, y="return_mean", hue="variant", hue_order=drawn, palette=dict(palette),
                      estimator="median", errorbar=("pi", 90), marker="o", markersize=4, legend=False, ax=ax,
                      seed=BOOTSTRAP_SEED)
+        scale = 1.0 if x == "env_steps" else 1.0 / ENV_STEPS_PER_EPISODE
+        reach = float(data[x].max()) * 1.05
+        for steps, value in _budget_points(published, task):
+            if steps * scale <= reach:
+                ax.plot([steps * scale], [value], **BUDGET_MARKER)
+                refs.add("budget")
+        if reach >= PAPER_EPISODES * ENV_STEPS_PER_EPISODE * scale:
+            for name, value in _references(published, task).items():
+                ax.axhline(value, ls="--", lw=1, color=CURVE_REFERENCES[name])
+                refs.add("asymptotes")
     else:
         ax.text(0.5, 0.5, "no runs", transform=ax.transAxes, ha="center", va="center", color="0.5")
-    for name, value in _references(published, task).items():
-        ax.axhline(value, ls="--", lw=1, color=CURVE_REFERENCES[name])
     ax.set_title(task)
     ax.set_xlabel("collected episodes" if x == "episodes" else "environment steps")
     ax.set_ylabel("return (eval, median over seeds)")
     ax.set_ylim(0, 1050)
     if x == "env_steps":
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
-    return set(drawn)
+    return set(drawn), refs
 
 
 def _legend_handles(variants: Sequence[str], infos: Mapping[str, VariantInfo], palette: Mapping[str, tuple],
-                    published: pd.DataFrame) -> list:
-    """Legend entries: the variants drawn, then the reference lines of the paper's Table 1."""
+                    published: pd.DataFrame, refs: set[str]) -> list:
+    """Legend entries: the variants drawn, then the published references drawn (`refs` from `_draw_curves`)."""
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=palette[v], marker="o", markersize=4, label=infos[v].label) for v in variants]
-    refs = paper_rows(published)
-    for name, colour in CURVE_REFERENCES.items():
-        if name in set(refs["method"]):
-            handles.append(Line2D([], [], ls="--", lw=1, color=colour,
-                                  label=f"{name} (reference, 1e8 env steps)"))
+    if "budget" in refs:
+        handles.append(Line2D([], [], ls="", **BUDGET_MARKER,
+                              label=f"PlaNet published at 100k / 500k env steps ({PLANET_BUDGET_SOURCE})"))
+    if "asymptotes" in refs:
+        names = set(paper_rows(published)["method"])
+        for name, colour in CURVE_REFERENCES.items():
+            if name in names:
+                handles.append(Line2D([], [], ls="--", lw=1, color=colour,
+                                      label=f"{name} (reference, 1e8 env steps)"))
     return handles
 
 
@@ -115,11 +147,14 @@ def plot_task_curves(curves: pd.DataFrame, task: str, variants: Sequence[str], i
     """Two panels: eval return vs collected episodes and vs env steps."""
     fig = _figure(10, 3.8)
     axes = fig.subplots(1, 2)
-    drawn = set()
+    drawn: set[str] = set()
+    refs: set[str] = set()
     for ax, x in zip(axes, ("episodes", "env_steps"), strict=True):
-        drawn |= _draw_curves(ax, curves, task, x, variants, infos, palette, published)
+        variants_drawn, refs_drawn = _draw_curves(ax, curves, task, x, variants, infos, palette, published)
+        drawn |= variants_drawn
+        refs |= refs_drawn
         ax.set_title(f"vs {ax.get_xlabel()}")
-    fig.legend(handles=_legend_handles([v for v in variants if v in drawn], infos, palette, published),
+    fig.legend(handles=_legend_handles([v for v in variants if v in drawn], infos, palette, published, refs),
                loc="outside lower center", ncols=3, frameon=False, fontsize="small")
     fig.suptitle(f"{task}: eval return (median, 5-95 percentile band over seeds)")
     _save(fig, base, written)
@@ -134,11 +169,14 @@ def plot_task_grid(curves: pd.DataFrame, tasks: Sequence[str], variants: Sequenc
     fig = _figure(12, 3.3 * nrows + 0.8)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     drawn: set[str] = set()
+    refs: set[str] = set()
     for ax, task in zip(axes, tasks, strict=False):
-        drawn |= _draw_curves(ax, curves, task, "episodes", variants, infos, palette, published)
+        variants_drawn, refs_drawn = _draw_curves(ax, curves, task, "episodes", variants, infos, palette, published)
+        drawn |= variants_drawn
+        refs |= refs_drawn
     for ax in axes[len(tasks):]:
         ax.set_visible(False)
-    fig.legend(handles=_legend_handles([v for v in variants if v in drawn], infos, palette, published),
+    fig.legend(handles=_legend_handles([v for v in variants if v in drawn], infos, palette, published, refs),
                loc="outside lower center", ncols=4, frameon=False, fontsize="small")
     fig.suptitle(title)
     _save(fig, base, written)

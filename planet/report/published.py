@@ -41,12 +41,16 @@ def paper_rows(published: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values("method", key=lambda s: s.map(order), ignore_index=True)
 
 
+def budget_rows(published: pd.DataFrame) -> pd.DataFrame:
+    """PlaNet at 100k and 500k env steps as later papers report it (CURL, Laskin et al. 2020, Table 1), by budget."""
+    return published[published["source"].astype(str).str.startswith(PLANET_BUDGET_SOURCE)
+                     & (published["method"] == "PlaNet")].sort_values("budget_env_steps", ignore_index=True)
+
+
 def table_reference_rows(published: pd.DataFrame) -> pd.DataFrame:
     """Table 1's reference rows: the paper's four, then PlaNet at 100k and 500k env steps as later papers report it
     (the budgets a CPU can reach; issue 10's campaign compares with them)."""
-    later = published[published["source"].astype(str).str.startswith(PLANET_BUDGET_SOURCE)
-                      & (published["method"] == "PlaNet")].sort_values("budget_env_steps")
-    return pd.concat([paper_rows(published), later], ignore_index=True)
+    return pd.concat([paper_rows(published), budget_rows(published)], ignore_index=True)
 
 
 def paper_value(published: pd.DataFrame, method: str, task: str) -> float | None:

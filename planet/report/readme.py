@@ -296,7 +296,9 @@ def _table1(r: ReadmeInputs) -> list[str]:
 def _learning_curves(r: ReadmeInputs, spec: FigureSpec) -> list[str]:
     lines = [f"## {spec.heading}", "",
              "Eval return (noise-free, `eval/return_mean`) vs collected episodes; line = median over seeds, band = "
-             "5-95 percentile over seeds; dashed: D4PG and A3C after 1e8 env steps (reference).", "",
+             "5-95 percentile over seeds; hollow stars: PlaNet's published returns after 100k and 500k env steps "
+             "(CURL, Laskin et al. 2020, Table 1) where the curves reach those budgets; dashed: D4PG and A3C after "
+             "1e8 env steps (paper Table 1), drawn only on curves at the paper's scale (1000 episodes).", "",
              r.fig(spec.file, f"{spec.title.lower()}, six tasks"), curves_paragraph(r.curves, r.tasks, r.published),
              ""]
     for task in r.tasks:
