@@ -578,3 +578,46 @@ def test_curves_draw_the_published_references_their_axis_reaches(last_episode, s
         horizontal = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
         assert sorted(float(line.get_ydata()[0]) for line in horizontal) == ([558.0, 862.0] if asymptotes else [])
         assert refs == ({"budget"} if stars else set()) | ({"asymptotes"} if asymptotes else set())
+
+
+def test_agent_gif_fits_the_budget_and_keeps_the_agents_view(tmp_path):
+    """A 500-frame evaluation GIF (walker's length, 3x as runs write it) becomes a copy under the byte budget: the
+    64 px frames shown 2x, every k-th frame kept, pixels unchanged (a few colours, so the palette is exact)."""
+    import imageio.v3 as iio
+
+    from planet.report import videos
+    from planet.video import save_gif
+
+    rng = np.random.default_rng(0)
+    colours = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]], np.uint8)
+    frames = colours[rng.integers(0, len(colours), (500, 16, 16))].repeat(4, 1).repeat(4, 2)  # 64 x 64 blocks
+    source = tmp_path / "eval.gif"
+    save_gif(source, frames)
+    assert source.stat().st_size > 400_000  # the run's own copy is over the budget
+    out = tmp_path / "copy.gif"
+    assert videos.agent_gif(source, out, max_bytes=400_000)
+    assert out.stat().st_size <= 400_000
+    copy = np.asarray(iio.imread(out, index=None))[..., :3]
+    step = 500 // len(copy) if 500 % len(copy) == 0 else math.ceil(500 / len(copy))
+    assert step > 1 and copy.shape[1:3] == (128, 128)
+    np.testing.assert_array_equal(copy[:, ::2, ::2], frames[::step])
+    assert not videos.agent_gif(source, tmp_path / "tiny.gif", max_bytes=100)  # nothing fits: nothing written
+    assert not (tmp_path / "tiny.gif").exists()
+
+
+def test_report_shows_the_finished_agents(tmp_path):
+    """A finished PlaNet run with an evaluation GIF gets its copy under OUT/videos/ and a README section; an
+    unfinished run gets none."""
+    from planet.video import save_gif
+
+    results = tmp_path / "results"
+    done = make_run(results, "planet", "cartpole_swingup", 0, 300.0)
+    save_gif(done / "eval" / "eval.gif", np.full((10, 64, 64, 3), 90, np.uint8))
+    running = make_run(results, "planet", "reacher_easy", 0, None, complete=False, evaluation=None)
+    save_gif(running / "eval" / "eval.gif", np.full((10, 64, 64, 3), 90, np.uint8))
+    report.build_report(results, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out" / "videos").iterdir()) == ["planet_cartpole_swingup.gif"]
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert "## The agents after training" in text
+    assert "**cartpole_swingup** (seed 0, 4 episodes, held-out return 300)" in text
+    assert "(videos/planet_cartpole_swingup.gif)" in text and "reacher_easy.gif" not in text

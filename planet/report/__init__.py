@@ -17,6 +17,7 @@ Reads only what runs write (never MLflow), so a report can be rebuilt from a cop
                                         data_efficiency, ablation_{models,agents,overshooting,activations},
                                         openloop_{variant} (png only), cem_grid, state_diagnostics (+ its .csv:
                                         R^2 per variant, task, seed, state group and distance); and aggregate
+    videos/VARIANT_TASK.gif             the agent (PlaNet) after training, one small GIF per finished task
     README.md                           the table, every figure, a reading against the paper, missing runs
 
 Modules, one job each (conventions are documented where they are implemented, and tested in
@@ -31,6 +32,7 @@ tests/test_report.py):
     tables.py     Table 1 as CSV, Markdown and LaTeX; the episodes-needed table
     figures.py    every figure, drawn by kind
     readme.py     the README text
+    videos.py     the agents' final evaluation episodes as small GIFs
     build.py      build_report: all of the above, in order
     cli.py        the command line and the MLflow run of the report
 """

@@ -18,6 +18,7 @@ from planet.report.readme import ReadmeInputs, append_compute, append_progress, 
 from planet.report.runs import Run, collect_runs, compute_table, curves_frame, missing_runs, progress_table
 from planet.report.stats import aggregate_scores, episodes_needed, final_frame, reference_aggregate, summarise
 from planet.report.tables import write_table1
+from planet.report.videos import videos_section, write_agent_videos
 from planet.utils import atomic_write_json
 
 
@@ -127,6 +128,11 @@ def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = 
                                        aggregate, reference, specs, drawn, missing, expected is not None, needed,
                                        cem=cem))
     written.append(readme)
+    agent = "planet" if "planet" in infos else next(iter(infos), None)
+    if agent is not None:
+        shown = write_agent_videos(runs, agent, tasks, out / "videos", written)
+        with open(readme, "a", encoding="utf-8") as fh:
+            fh.write("\n".join(["", *videos_section(shown, infos[agent].label, out)]))
     progress = progress_table(runs)
     if len(progress):
         progress.to_csv(out / "progress.csv", index=False)
