@@ -621,3 +621,48 @@ def test_report_shows_the_finished_agents(tmp_path):
     assert "## The agents after training" in text
     assert "**cartpole_swingup** (seed 0, 4 episodes, held-out return 300)" in text
     assert "(videos/planet_cartpole_swingup.gif)" in text and "reacher_easy.gif" not in text
+
+
+def test_task_hours_projects_from_the_other_tasks_and_measures_the_finished(tmp_path):
+    """cartpole (action repeat 8: 125 agent steps) finished: 50 s of updates + 12.5 s of collection per training
+    episode, 40 s per 5-episode evaluation, 80 s for the held-out evaluation (the pipeline's benchmark). walker
+    (repeat 2: 500 steps, 4x cartpole's) not started: its projection = 100 training episodes x (50 + 12.5 x 4) s +
+    6 evaluations (episodes 20, 40, ..., 100 and the last, 105) x 40 x 4 s + 80 x 4 s = 11,280 s = 3.13 h."""
+    results = tmp_path / "results"
+    run = results / "runs" / "planet" / "cartpole_swingup" / "seed0"
+    run.mkdir(parents=True)
+    cfg = config_lib.resolve("cartpole_swingup", "debug", 0, {
+        "env": {"episode_env_steps": 1000}, "train": {"episodes": 105, "seed_episodes": 5},
+        "eval": {"every": 20, "episodes": 5}})
+    config_lib.save(cfg, run / "config.yaml")
+    lines = []
+    for e in range(6, 106):
+        lines.append({"step": 1000 * e, "time": 100.0 * e, "collect/return": 1.0, "episodes": float(e),
+                      "updates": 50.0 * (e - 5), "perf/updates_per_s": 1.0, "perf/collect_s": 12.5})
+        if e % 20 == 0 or e == 105:
+            lines.append({"step": 1000 * e, "time": 100.0 * e + 40, "eval/return_mean": 5.0 * e,
+                          "episodes": float(e), "perf/eval_s": 40.0})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (run / "summary.json").write_text(json.dumps({"episodes": 105, "env_steps": 105000, "final_eval": {}}))
+    (results / "eval" / "planet" / "cartpole_swingup").mkdir(parents=True)
+    (results / "eval" / "planet" / "cartpole_swingup" / "seed0.json").write_text(json.dumps(
+        {"episodes": 10, "return_mean": 500.0, "returns": [500.0] * 10, "complete": True}))
+    bench = results / "benchmarks" / "evaluate" / "planet" / "cartpole_swingup"
+    bench.mkdir(parents=True)
+    (bench / "seed0.tsv").write_text("s\th:m:s\tmax_rss\n80.0\t0:01:20\t900\n")
+
+    runs = report.collect_runs(results)
+    compute = report.compute_table(runs)
+    row = compute.iloc[0]
+    assert (row["update_s_q25"], row["collect_s_q25"], row["agent_steps"]) == (50.0, 12.5, 125)
+    assert (row["test_eval_s"], row["test_episodes"], row["evaluations"], row["eval_episodes"]) == (80.0, 10, 6, 5)
+    hours = report.task_hours(compute, ["cartpole_swingup", "walker_walk"], runs, "planet").set_index("task")
+    walker, cartpole = hours.loc["walker_walk"], hours.loc["cartpole_swingup"]
+    assert (walker["agent_steps"], walker["projected_hours"], walker["projected_from"]) == (
+        500, round(11280 / 3600, 2), "cartpole_swingup")
+    assert walker["status"] == "not started" and pd.isna(walker["measured_hours"])
+    assert pd.isna(cartpole["projected_hours"]) and cartpole["status"] == "finished"
+    # measured: wall clock from the first line (600 s) to the last (10,540 s) plus the held-out 80 s
+    assert cartpole["measured_hours"] == round((10540 - 600 + 80) / 3600, 2)
+    # estimated undisturbed: 100 x 62.5 s + 6 x 40 s + 80 s
+    assert cartpole["estimated_hours"] == round((6250 + 240 + 80) / 3600, 2)

@@ -11,6 +11,7 @@ Reads only what runs write (never MLflow), so a report can be rebuilt from a cop
     progress.csv                        runs still training (only when there are some)
     compute.csv                         per run: seconds per training episode and per evaluation (median, lower
                                         quartile), busy and wall-clock hours, the planned run's estimated hours
+    task_hours.csv                      per task of PlaNet: hours projected from the other tasks' runs, measured
     cem_grid.csv                        the CEM grid with the true simulator (paper Fig. 12; only when the grid has
                                         one): return per (hyperparameter, value), from RESULTS/cem_grid/
     figures/*.png|pdf                   the figures of params/pipeline.yaml (`figures:`): curves, curves_{task},
@@ -24,7 +25,9 @@ Modules, one job each (conventions are documented where they are implemented, an
 tests/test_report.py):
 
     runs.py       reading run directories: Run, read_curve / eval_points, read_run, collect_runs, missing_runs,
-                  progress_table, compute_table, diagnostics_frame
+                  progress_table, diagnostics_frame
+    costs.py      what runs cost: compute_table per run, task_hours per task (projected from the other tasks, and
+                  measured)
     published.py  the published reference scores and the paper's task order
     grid.py       what the pipeline grid says: variants, labels, the figures and which variant appears in which
     stats.py      final returns, mean ± std over seeds, IQM and the stratified bootstrap, episodes needed,
@@ -39,6 +42,7 @@ tests/test_report.py):
 
 from planet.report.build import build_report
 from planet.report.cli import build_parser, log_report, main
+from planet.report.costs import compute_table, task_hours
 from planet.report.grid import (
     DEFAULT_VARIANTS,
     FigureSpec,
@@ -53,7 +57,6 @@ from planet.report.published import PUBLISHED_SCORES, TASKS, load_published, pap
 from planet.report.runs import (
     Run,
     collect_runs,
-    compute_table,
     eval_points,
     missing_runs,
     progress_table,
@@ -68,5 +71,5 @@ __all__ = [
     "build_parser", "build_report", "collect_runs", "compute_table", "episodes_needed", "episodes_needed_markdown",
     "eval_points", "figure_specs", "final_frame", "grid_figures", "grid_from_pipeline", "iqm", "load_published",
     "log_report", "main", "missing_runs", "paper_rows", "pipeline_figures", "progress_table", "read_curve", "read_run",
-    "stratified_bootstrap_ci", "summarise", "variant_infos",
+    "stratified_bootstrap_ci", "summarise", "task_hours", "variant_infos",
 ]

@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 
 from planet.cem_grid import CemGrid, results_frame
+from planet.report.costs import COMPUTE_COLUMNS, compute_table, task_hours
 from planet.report.figures import FigureInputs, draw_figures, plot_aggregate, plot_performance_profile
 from planet.report.grid import FigureSpec, VariantInfo, pipeline_figures, variant_infos
 from planet.report.published import PUBLISHED_SCORES, TASKS, load_published
-from planet.report.readme import ReadmeInputs, append_compute, append_progress, write_readme
-from planet.report.runs import Run, collect_runs, compute_table, curves_frame, missing_runs, progress_table
+from planet.report.readme import ReadmeInputs, append_compute, append_progress, append_task_hours, write_readme
+from planet.report.runs import Run, collect_runs, curves_frame, missing_runs, progress_table
 from planet.report.stats import aggregate_scores, episodes_needed, final_frame, reference_aggregate, summarise
 from planet.report.tables import write_table1
 from planet.report.videos import videos_section, write_agent_videos
@@ -140,6 +141,12 @@ def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = 
         append_progress(readme, progress)
     compute = compute_table(runs)
     if len(compute):
+        if agent is not None:
+            hours = task_hours(compute, [t for t in tasks if t in found_tasks], runs, agent)
+            hours.to_csv(out / "task_hours.csv", index=False)
+            written.append(out / "task_hours.csv")
+            append_task_hours(readme, hours, infos[agent].label)
+        compute = compute[COMPUTE_COLUMNS]
         compute.to_csv(out / "compute.csv", index=False)
         written.append(out / "compute.csv")
         append_compute(readme, compute)

@@ -454,8 +454,20 @@ def append_progress(readme: Path, progress: pd.DataFrame) -> None:
                     "aggregate).", progress, "progress.csv")
 
 
+def append_task_hours(readme: Path, hours: pd.DataFrame, label: str) -> None:
+    """The README's section on each task's hours, projected and measured (planet/report/costs.py `task_hours`)."""
+    _append_section(readme, f"Compute: hours per task ({label})",
+                    "`projected_hours`: what the task's planned run and its held-out evaluation take, projected "
+                    "from the other tasks' runs (`projected_from`; median over them) before it ran: the updates of a "
+                    "training episode cost the same on every task, collection and evaluation scale with the agent "
+                    "steps of an episode (1000 / action repeat). `measured_hours`: the finished run's wall clock, "
+                    "first to last metrics line, plus its held-out evaluation (pauses included); "
+                    "`estimated_hours`: the same run undisturbed, at its lower-quartile episode and evaluation "
+                    "times (seed episodes excluded).", hours, "task_hours.csv")
+
+
 def append_compute(readme: Path, compute: pd.DataFrame) -> None:
-    """The README's section on what each run cost (planet/report/runs.py `compute_table`)."""
+    """The README's section on what each run cost (planet/report/costs.py `compute_table`)."""
     _append_section(readme, "Compute: wall clock per run",
                     "From each run's own `perf/*` metrics: seconds per training episode (its updates plus collecting "
                     "one episode) and per evaluation, median and lower quartile (`_q25`; every training episode does "
@@ -463,5 +475,8 @@ def append_compute(readme: Path, compute: pd.DataFrame) -> None:
                     "an undisturbed episode); `busy_hours` sums them (slowdowns included), `wall_hours` runs from "
                     "the first to the last metrics line (pauses and restarts included), and `estimated_hours` is the "
                     "run's planned episodes and evaluations at the lower quartiles: about what it costs on the same "
-                    "machine undisturbed; `commits` is the code it ran on (more than one: it was resumed on newer "
-                    "code). The random seed episodes are not timed.", compute, "compute.csv")
+                    "machine undisturbed; `update_s_q25` and `collect_s_q25` split a training episode into its "
+                    "updates and its collection (`agent_steps` plans and frames); `test_eval_s` is the held-out "
+                    "evaluation of `test_episodes` (the pipeline's benchmark of the evaluate job); `commits` is the "
+                    "code it ran on (more than one: it was resumed on newer code). The random seed episodes are not "
+                    "timed.", compute, "compute.csv")
