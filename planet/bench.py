@@ -208,15 +208,35 @@ def bench_env(task: str, steps: int) -> dict:
         if done:
             env.reset()
     seconds = time.perf_counter() - t0
-    physics = env.physics  # render cost alone, at the observation size
-    t1 = time.perf_counter()
-    for _ in range(steps):
-        physics.render(64, 64, camera_id=0)
-    render_s = (time.perf_counter() - t1) / steps
+    render_s = _render_s(env, steps)  # render cost alone, at the observation size
     env.close()
+    # the cpu preset's smaller shadow map (env.shadow_map_size), timed in turns with the suite's own
+    from planet import config as config_lib
+
+    shadow = config_lib.resolve(task, "cpu", 0).env.shadow_map_size
+    pair = {"default": PixelEnv(task, seed=0), "small": PixelEnv(task, seed=0, shadow_map_size=shadow)}
+    times: dict[str, list[float]] = {name: [] for name in pair}
+    for e in pair.values():
+        e.reset()
+    for _ in range(3):
+        for name, e in pair.items():
+            times[name].append(_render_s(e, max(1, steps // 3)))
+    for e in pair.values():
+        e.close()
+    default_s, small_s = float(np.median(times["default"])), float(np.median(times["small"]))
     return {"task": task, "action_repeat": env.action_repeat,
             "env_steps_per_s": done_steps * env.action_repeat / seconds,
-            "agent_steps_per_s": done_steps / seconds, "render_s_per_frame": render_s}
+            "agent_steps_per_s": done_steps / seconds, "render_s_per_frame": render_s,
+            "cpu_preset_shadow_map": shadow, "render_speedup_cpu_preset_shadow_map": default_s / small_s}
+
+
+def _render_s(env, frames: int) -> float:
+    """Seconds per 64 px frame of `env`'s current state (the GL context is made before the clock starts)."""
+    env.physics.render(64, 64, camera_id=0)
+    t0 = time.perf_counter()
+    for _ in range(frames):
+        env.physics.render(64, 64, camera_id=0)
+    return (time.perf_counter() - t0) / frames
 
 
 # `--bf16 auto` times bfloat16 only where it is native: on a CPU with AVX512-BF16 or AMX-BF16, on CUDA, or (where the

@@ -76,6 +76,10 @@ class EnvConfig:
     """Observation height and width in pixels (P: 64, rendered at that size as in G)."""
     bit_depth: int = 5
     """Bits per colour channel kept by preprocessing (P/G: 5), plus uniform dequantisation noise."""
+    shadow_map_size: int | None = None
+    """Side of MuJoCo's shadow map in pixels. null = the model's own (dm_control's suite: 2048, as P/G rendered).
+    Deviation for CPUs (the `cpu` preset: 512): the shadow map is most of a 64 px frame's cost with Mesa's software
+    renderer; 512 renders it ~2x faster and changes 0.01-0.3% of the pixels (planet/envs.py; tests/test_envs.py)."""
 
 
 @dataclass(frozen=True)
@@ -464,6 +468,8 @@ def check(config: Config) -> None:
     need(config.env.image_size == 64, "env.image_size: the conv encoder/decoder are built for 64 (got "
          f"{config.env.image_size})")
     need(1 <= config.env.bit_depth <= 8, "env.bit_depth must be in 1..8")
+    need(config.env.shadow_map_size is None or config.env.shadow_map_size >= 1,
+         "env.shadow_map_size must be >= 1, or null for the model's own")
     agent_steps = config.env.episode_env_steps // repeat
     need(
         config.train.chunk_length <= agent_steps + 1,

@@ -164,7 +164,16 @@ class PixelEnv:
         image_size: int = 64,
         episode_env_steps: int = 1000,
         camera_id: int = 0,
+        offscreen_size: int | None = None,
+        shadow_map_size: int | None = None,
     ) -> None:
+        """``offscreen_size``: width and height of MuJoCo's offscreen framebuffer (None: ``image_size``). Frames of
+        ``image_size`` are the same pixels in any buffer that holds them (the suite's models ask for 640x480), and a
+        buffer of the frame's size renders 1.1-1.5x faster with Mesa's software renderer (reports/speed/
+        2026-12-07-render/); ``render(size)`` needs ``offscreen_size >= size``.
+        ``shadow_map_size``: side of MuJoCo's shadow map (None: the model's own, 2048 in the suite): the largest cost
+        of a 64 px frame on a CPU; 512 renders ~2x faster and changes 0.01-0.3% of the pixels (config key
+        ``env.shadow_map_size``, tests/test_envs.py bounds the change)."""
         spec = get_task(task)
         repeat = spec.action_repeat if action_repeat is None else int(action_repeat)
         if repeat < 1:
@@ -176,6 +185,10 @@ class PixelEnv:
             )
         if image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {image_size}")
+        if offscreen_size is not None and offscreen_size < image_size:
+            raise ValueError(f"offscreen_size={offscreen_size} must hold a frame of image_size={image_size}")
+        if shadow_map_size is not None and shadow_map_size < 1:
+            raise ValueError(f"shadow_map_size must be >= 1, got {shadow_map_size}")
 
         check_rendering()  # one clear error instead of a deep OpenGL traceback later
         from dm_control import suite
@@ -197,6 +210,12 @@ class PixelEnv:
             task_kwargs={"random": self.seed},
             environment_kwargs={"flat_observation": False},
         )
+        # Before the first render, which creates the GL context and its buffers from these values.
+        vis = self._env.physics.model.vis
+        self.offscreen_size = int(offscreen_size or image_size)
+        vis.global_.offwidth = vis.global_.offheight = self.offscreen_size
+        if shadow_map_size is not None:
+            vis.quality.shadowsize = int(shadow_map_size)
         aspec = self._env.action_spec()
         if len(aspec.shape) != 1 or not (np.all(aspec.minimum == -1.0) and np.all(aspec.maximum == 1.0)):
             # The agent's actions live in [-1, 1]; a different range would need rescaling.
@@ -319,7 +338,7 @@ class PixelEnv:
     def render(self, size: int) -> np.ndarray:
         """An RGB frame of the current state at ``size`` x ``size`` (e.g. for videos).
 
-        Sizes above the model's offscreen buffer (dm_control models: 640x480) raise ValueError.
+        Sizes above the offscreen buffer (``offscreen_size``, by default ``image_size``) raise ValueError.
         """
         return self._frame(int(size))
 

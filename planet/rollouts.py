@@ -27,7 +27,7 @@ from planet.utils import numpy_generator, torch_generator
 
 def make_env(config: Config, seed: int = 0) -> PixelEnv:
     return PixelEnv(config.task, seed, action_repeat=config.env.action_repeat, image_size=config.env.image_size,
-                    episode_env_steps=config.env.episode_env_steps)
+                    episode_env_steps=config.env.episode_env_steps, shadow_map_size=config.env.shadow_map_size)
 
 
 class EnvPool:

@@ -185,6 +185,7 @@ def test_bench_quick_prints_timings():
     assert [env["task"] for env in result["env"]] == ["cartpole_swingup", "walker_walk"]
     for env in result["env"]:
         assert env["env_steps_per_s"] > 0 and env["render_s_per_frame"] > 0
+        assert env["cpu_preset_shadow_map"] == 512 and env["render_speedup_cpu_preset_shadow_map"] > 0
         assert env["env_steps_per_s"] == pytest.approx(env["agent_steps_per_s"] * env["action_repeat"])
     assert result["matmul_flop_per_s"] > 0 and result["update_fraction_of_matmul_rate"] > 0
     # bfloat16 is timed where it is native here and said to be skipped otherwise, never half of each
