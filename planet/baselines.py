@@ -177,6 +177,7 @@ def _result(run_cfg: dict, returns: list[float], split: str, **extra: Any) -> di
 # SAC.
 
 
+@rundir.locked("planet baseline sac")
 def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[str] | None = None,
               device: str = "auto", tags: dict[str, str] | None = None, progress: bool = False,
               experiment: str | None = None) -> dict:
@@ -281,6 +282,7 @@ def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[
 # CEM + true simulator.
 
 
+@rundir.locked("planet baseline simulator")
 def run_simulator(task: str, preset: str, seed: int, run_dir: Path, overrides: list[str] | None = None,
                   tags: dict[str, str] | None = None, progress: bool = False, experiment: str | None = None) -> dict:
     """CEM planning with the true simulator on the 'test' split seeds (no training: the paper's upper bound).

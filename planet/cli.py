@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="settings overrides, e.g. steps=200 test_policy=random distances=[0,1,5,10]")
 
     p = sub.add_parser("config", help="print the resolved config of a task/preset/overrides as YAML",
-                       description="Print the resolved config (defaults -> preset -> per-task -> overrides).")
+                       description="Print the resolved config (defaults -> preset -> per-task -> overrides), then, as "
+                       "YAML comments, the memory and disk the run needs at its last episode (planet/resources.py; "
+                       "`planet train` checks them when it starts) and what is available here.")
     _add_run_args(p, several=True)
 
     p = sub.add_parser("init-tracking", help="create the MLflow store and experiments once (before parallel jobs)",
@@ -254,7 +256,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("train", "collect", "config"):
         cfg = config_lib.resolve(args.task, args.preset, args.seed, args.overrides)
     if args.command == "config":
+        from planet.resources import estimate
+
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        print(estimate(cfg).describe())  # comment lines: the output stays the config's YAML
         return 0
     if args.command == "train":
         from planet.train import Trainer

@@ -331,6 +331,7 @@ def _mean(values: Iterable[float]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
+@rundir.locked("planet diagnose", shared=True)  # beside `planet evaluate`, never beside a training
 def diagnose_run(run_dir: Path, device: torch.device, overrides: Sequence[str] | None = None, progress: bool = True,
                  out: Path | None = None) -> dict[str, Any]:
     """The state diagnostics of RUN (module docstring): write RUN/diagnostics.json (and a copy to ``out``), log the

@@ -10,6 +10,7 @@ from planet import rundir
 from planet.rollouts import evaluate
 
 
+@rundir.locked("planet evaluate", shared=True)  # beside `planet diagnose`, never beside a training
 def evaluate_run(run_dir: Path, device: torch.device, episodes: int | None = None, progress: bool = True,
                  out: Path | None = None) -> dict:
     """Evaluate RUN's model on `episodes` test-split episodes; write RUN/evaluation.json (and a copy to `out`) and

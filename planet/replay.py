@@ -152,12 +152,18 @@ def save_episode(path: Path, episode: dict[str, np.ndarray], metadata: dict) -> 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         # Includes KeyboardInterrupt: the final name was never touched, so only the temp file needs removing.
+        from planet.utils import disk_full, file_size, free_bytes
+
+        written, free = file_size(tmp_name), free_bytes(path.parent)
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        size = sum(int(episode[k].nbytes) for k in _stored_keys(episode))
+        if (full := disk_full(exc, path, written, free, size)) is not None:  # one line: path, space needed, free
+            raise full from exc
         raise
     _fsync_directory(path.parent)
 

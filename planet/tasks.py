@@ -10,22 +10,27 @@ __all__ = ["ALL_TASKS", "TASKS", "TaskSpec", "get_task", "is_multitask", "task_l
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A dm_control suite task and the paper's action repeat for it."""
+    """A dm_control suite task, the paper's action repeat for it, and its sizes (for estimates made without building
+    the environment, planet/resources.py; tests/test_envs.py checks them against dm_control)."""
 
     domain: str
     task: str
     action_repeat: int
+    action_dim: int
+    """Size of the action vector (dm_control's action spec)."""
+    state_size: int
+    """Floats of the true simulator state stored per episode row (dm_control's observation dict, flattened)."""
 
 
 # The one table of tasks, in the paper's order. Action repeats are the paper's (Table/appendix):
 # cartpole 8, reacher 4, cheetah 4, finger 2, cup 4, walker 2.
 TASKS: dict[str, TaskSpec] = {
-    "cartpole_swingup": TaskSpec("cartpole", "swingup", 8),
-    "reacher_easy": TaskSpec("reacher", "easy", 4),
-    "cheetah_run": TaskSpec("cheetah", "run", 4),
-    "finger_spin": TaskSpec("finger", "spin", 2),
-    "cup_catch": TaskSpec("ball_in_cup", "catch", 4),
-    "walker_walk": TaskSpec("walker", "walk", 2),
+    "cartpole_swingup": TaskSpec("cartpole", "swingup", 8, action_dim=1, state_size=5),
+    "reacher_easy": TaskSpec("reacher", "easy", 4, action_dim=2, state_size=6),
+    "cheetah_run": TaskSpec("cheetah", "run", 4, action_dim=6, state_size=17),
+    "finger_spin": TaskSpec("finger", "spin", 2, action_dim=2, state_size=9),
+    "cup_catch": TaskSpec("ball_in_cup", "catch", 4, action_dim=2, state_size=8),
+    "walker_walk": TaskSpec("walker", "walk", 2, action_dim=6, state_size=24),
 }
 
 

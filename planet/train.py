@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from planet import precision, rundir
+from planet import precision, resources, rundir
 from planet.config import Config, ConfigError
 from planet.models import WorldModel, preprocess
 from planet.replay import Replay, load_episode
@@ -277,15 +277,20 @@ class Trainer:
     def run(self) -> dict:
         seed_files = (seed_episode_files(self.config, self.init_episodes)
                       if self.init_episodes and not self.checkpoint_path.exists() else [])
-        rundir.claim(self.run_dir, self.config, self.on_config_change)
-        if (summary := rundir.finished(self.run_dir)) is not None:
-            return summary
-        self._setup()
-        with self.tracker, contextlib.closing(self.pool):
-            resumed = self.load_checkpoint()
-            if resumed:
-                log.info("resumed %s at episode %d", self.run_dir, self.counters.episodes)
-            return self._loop(seed_files)
+        # Before anything is written: a run that cannot fit this machine's memory or its directory's disk is refused in
+        # one line, instead of failing at its replay's allocation or late in training (planet/resources.py).
+        resources.check_run(self.config, self.run_dir)
+        cfg = self.config
+        with rundir.lock(self.run_dir, f"planet train --task {cfg.task} --seed {cfg.seed}"):  # one writer per run
+            rundir.claim(self.run_dir, self.config, self.on_config_change)
+            if (summary := rundir.finished(self.run_dir)) is not None:
+                return summary
+            self._setup()
+            with self.tracker, contextlib.closing(self.pool):
+                resumed = self.load_checkpoint()
+                if resumed:
+                    log.info("resumed %s at episode %d", self.run_dir, self.counters.episodes)
+                return self._loop(seed_files)
 
     def _loop(self, seed_files: list[Path]) -> dict:
         cfg = self.config

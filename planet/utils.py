@@ -1,12 +1,14 @@
-"""Small shared helpers: atomic file writes (text, JSON, binary), flattening nested params, seeded generators,
-device choice."""
+"""Small shared helpers: atomic file writes (text, JSON, binary; a full disk is one clear error), flattening nested
+params, seeded generators, device choice."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -23,19 +25,26 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
 
     A crash (SIGKILL included) leaves either the old file or the new one, never a half-written file under `path`.
     Temp files start with ``.tmp-`` so loaders can ignore and remove leftovers.
+    A full disk or quota (ENOSPC, EDQUOT; also as torch.save's RuntimeError) raises :class:`DiskFullError`, one line
+    naming the path, the space needed and the space free; the file under `path` stays as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + path.name + ".", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-" + path.name + ".", dir=path.parent)
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        written, free = file_size(tmp), free_bytes(path.parent)  # free: before the temp file's space comes back
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if (full := disk_full(exc, path, written, free)) is not None:
+            raise full from exc
         raise
 
 
@@ -143,6 +152,91 @@ def memory_gb() -> dict[str, float]:
 class PlanetError(Exception):
     """An expected failure: the message is one line saying what is wrong, in which file, and how to fix it (the CLI
     prints it as `planet: error: ...`, exit status 1, no traceback unless --debug)."""
+
+
+DISK_FULL_ERRNOS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
+_TORCH_WRITE_FAILED = ("file write failed", "unexpected pos")
+"""torch.save's RuntimeErrors for a failed write: its C++ writer drops the errno, so these count as a full disk only
+where the filesystem is (nearly) full."""
+_NEARLY_FULL = 16 << 20
+
+
+class DiskFullError(PlanetError):
+    """A write failed because the disk or the quota is full. The message is one line: the path, about how much the
+    write needed, how much is free, and that the same command resumes once space is freed. Atomic writes leave the
+    previous file in place, so the run's last checkpoint, episodes and metrics are intact."""
+
+
+def disk_full(exc: BaseException, path: Path, written: int | None = None, free: int | None = None,
+              size: int | None = None) -> DiskFullError | None:
+    """The :class:`DiskFullError` for a failed write of `path` (`written` bytes had reached its temp file, `free`
+    bytes were free when it failed, `size`: the bytes being written, where known), or None if `exc` is another
+    failure."""
+    code = _disk_full_errno(exc, free) if isinstance(exc, Exception) else None  # not Ctrl-C, SystemExit
+    if code is None:
+        return None
+    path = Path(path)
+    needed, basis = max(written or 0, 0), "written before it failed"
+    if size is not None:
+        needed, basis = max(size, needed), "the data being written"
+    elif (previous := file_size(path)) is not None and previous >= needed:
+        needed, basis = previous, f"the size of the {path.name} it replaces"
+    now_free = free_bytes(path.parent)
+    free_text = "unknown" if now_free is None else format_bytes(now_free)
+    how = "free space or raise the quota" if code == errno.EDQUOT else "free space"
+    return DiskFullError(
+        f"{DISK_FULL_ERRNOS[code]} ({os.strerror(code)}) writing {path}: it needs about {format_bytes(needed)} "
+        f"({basis}) and {free_text} is free there - {how}, then run the same command again: it resumes from what "
+        "was written before (the previous checkpoint, episodes and metrics are intact)"
+    )
+
+
+def _disk_full_errno(exc: BaseException, free: int | None) -> int | None:
+    seen: set[int] = set()
+    chain: list[BaseException] = []
+    item: BaseException | None = exc
+    while item is not None and id(item) not in seen:  # the exception, its cause or context, theirs, ...
+        seen.add(id(item))
+        chain.append(item)
+        item = item.__cause__ or item.__context__
+    for item in chain:
+        if isinstance(item, OSError) and item.errno in DISK_FULL_ERRNOS:
+            return item.errno
+        for code in DISK_FULL_ERRNOS:
+            if os.strerror(code) in str(item):  # e.g. a RuntimeError quoting the OS error
+                return code
+    torch_failed = any(isinstance(item, RuntimeError) and any(s in str(item) for s in _TORCH_WRITE_FAILED)
+                       for item in chain)
+    if torch_failed and free is not None and free < _NEARLY_FULL:
+        return errno.ENOSPC
+    return None
+
+
+def free_bytes(path: Path) -> int | None:
+    """Bytes free to this user on the filesystem of `path` (None if it cannot be asked)."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def file_size(path: Path | str | None) -> int | None:
+    """The size of the file at `path` in bytes, or None where there is none."""
+    if path is None:
+        return None
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def format_bytes(n: float) -> str:
+    """``1536`` -> ``1.5 kB`` (decimal units, as `df -H`)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError
 
 
 class DeviceError(ValueError):

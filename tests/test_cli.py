@@ -14,6 +14,7 @@ import pytest
 
 from planet.cli import main
 from planet.envs import TASKS
+from planet.rundir import LOCK_FILE
 
 TASK = "cartpole_swingup"
 
@@ -135,13 +136,13 @@ def test_resume_with_changed_config_is_refused(tmp_path):
     short = ["--no-progress", "train.episodes=2", "eval.episodes=1", "run.mlflow=false"]
     code, _, err = run_main(run_args("train", run, *short))
     assert code == 0, err
-    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != LOCK_FILE}  # the lock records its holder
 
     code, out, err = run_main(run_args("train", run, *short, "planner.horizon=4"))
     assert code == 2 and out == ""
     assert err.startswith(f"planet: run directory {run}\nplanet: config error: "), err
     assert "planner.horizon: 3 -> 4" in err and "--out" in err, err
-    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != LOCK_FILE} == before
 
     code, _, err = run_main(run_args("train", run, "--seed", "1", *short))
     assert code == 2 and "seed: 0 -> 1" in err, err

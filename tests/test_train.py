@@ -30,6 +30,7 @@ from planet import config as config_lib
 from planet import precision, tracking
 from planet.cli import main
 from planet.replay import load_episode
+from planet.rundir import LOCK_FILE
 from planet.train import Trainer
 
 pytestmark = pytest.mark.slow  # the slow lane: every test here trains on real dm_control tasks
@@ -264,13 +265,14 @@ def test_train_mirrors_to_mlflow(cartpole_run):
 
 def test_rerun_of_complete_run_is_noop(cartpole_run):
     run = cartpole_run.dir
-    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in run.rglob("*") if p.is_file()}
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in run.rglob("*")
+              if p.is_file() and p.name != LOCK_FILE}  # the lock file records each holder
     # Same command, same store: returns the stored summary without touching anything.
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", cartpole_run.uri)
         summary = train(run)
     assert summary == cartpole_run.stdout_summary == json.loads((run / "summary.json").read_text())
-    after = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in run.rglob("*") if p.is_file()}
+    after = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in run.rglob("*") if p.is_file() and p.name != LOCK_FILE}
     assert after == before
     client = mlflow_client(cartpole_run.uri)
     assert len(client.search_runs([client.get_experiment_by_name("planet").experiment_id])) == 1

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from planet.utils import atomic_write_json
+from planet.utils import atomic_write_json, disk_full
 
 logger = logging.getLogger("planet.tracking")
 
@@ -76,6 +76,7 @@ class RunFiles:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / METRICS_FILE
         self._warned_nonfinite = False
+        self._write_failed = False
         atomic_write_json(self.run_dir / PARAMS_FILE, dict(params))
         self.merge_tags(tags)
         self._drop_partial_tail()
@@ -114,8 +115,15 @@ class RunFiles:
                 sorted(bad),
                 self.metrics_path,
             )
-        self._metrics_fh.write(json.dumps(record, allow_nan=False) + "\n")
-        self._metrics_fh.flush()
+        line = json.dumps(record, allow_nan=False) + "\n"
+        try:
+            self._metrics_fh.write(line)
+            self._metrics_fh.flush()
+        except OSError as exc:
+            self._write_failed = True
+            if (full := disk_full(exc, self.metrics_path, size=len(line.encode()))) is not None:
+                raise full from exc
+            raise
         return finite
 
     def offset(self) -> int:
@@ -159,6 +167,10 @@ class RunFiles:
         return cut
 
     def close(self) -> None:
+        if self._write_failed:  # what is left of the failed line is dropped (a resume drops a partial line anyway)
+            with contextlib.suppress(OSError):
+                self._metrics_fh.close()
+            return
         self._metrics_fh.close()
 
     def _drop_partial_tail(self) -> None:

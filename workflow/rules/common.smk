@@ -1,6 +1,7 @@
 # Config validation and the job grid. Nothing here runs a job.
 
 import dataclasses
+import functools
 import json
 import os
 import shlex
@@ -12,6 +13,7 @@ from planet import baselines as baseline_config
 from planet import cem_grid as cem_grid_lib
 from planet import config as agent_config
 from planet import diagnostics as diagnostics_lib
+from planet import resources as resources_lib
 from planet.report.grid import figure_specs
 from planet import tasks as task_table
 from planet.tracking import resolve_tracking_uri
@@ -126,6 +128,33 @@ for _v in VARIANTS:
 MULTITASK_TASK = task_table.ALL_TASKS if MULTITASK_TASKS == list(task_table.TASKS) else "+".join(MULTITASK_TASKS)
 for _v in MULTITASK_VARIANTS:
     resolved(_v, MULTITASK_TASK, SEEDS[0])
+
+
+# Memory (planet/resources.py): the training rules declare `mem_mb`, their run's estimate at its last episode. On one
+# machine (`snakemake --cores N`: profiles/default) the limit is the memory a process may use here (MemAvailable,
+# cgroup, SLURM allocation) unless `--resources mem_mb=N` sets one, so Snakemake starts no more trainings at once than
+# fit; a job above the limit declares the limit, runs alone, and `planet train` refuses it in one line if it cannot
+# fit. Cluster runs (`--jobs N`: the SLURM profiles, whose set-resources give each rule its mem_mb) get no limit.
+def _memory_limit_mb() -> int | None:
+    if "mem_mb" in workflow.global_resources:  # --resources mem_mb=N, or a profile's `resources: mem_mb:`
+        return workflow.global_resources["mem_mb"].value
+    if workflow.resource_settings.nodes is not None or workflow.exec_mode.name != "DEFAULT":
+        return None
+    available, _ = resources_lib.available_memory()
+    if available is None:
+        return None
+    workflow.register_resource("mem_mb", int(available // 1e6))
+    return int(available // 1e6)
+
+
+MEM_LIMIT_MB = _memory_limit_mb()
+
+
+@functools.cache
+def job_mem_mb(variant: str, task: str) -> int:
+    """A training job's `resources: mem_mb` (the seed changes nothing), at most the limit."""
+    mem_mb = resources_lib.estimate(resolved(variant, task, SEEDS[0])).mem_mb
+    return min(mem_mb, MEM_LIMIT_MB) if MEM_LIMIT_MB else mem_mb
 
 
 def multitask_dir(variant, seed) -> str:

@@ -36,6 +36,7 @@ rule train_multitask:
         "../envs/planet.yaml"
     resources:
         gpu=1 if P["gpu"] else 0,
+        mem_mb=lambda wc: job_mem_mb(wc.variant, MULTITASK_TASK),
     shell:
         "MLFLOW_TRACKING_URI={params.uri:q} planet --params params train --task {params.task:q} "
         "--preset {params.preset} --seed {wildcards.seed} --device {params.device} --expect-hash {params.config_hash} "

@@ -27,6 +27,7 @@ rule train:
         "../envs/planet.yaml"
     resources:
         gpu=1 if P["gpu"] else 0,
+        mem_mb=lambda wc: job_mem_mb(wc.variant, wc.task),
     shell:
         "MLFLOW_TRACKING_URI={params.uri:q} planet --params params train --task {wildcards.task} --preset {params.preset} "
         "--seed {wildcards.seed} --device {params.device} --expect-hash {params.config_hash} "
