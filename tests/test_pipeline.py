@@ -142,6 +142,33 @@ def test_every_job_is_given_the_device_its_preset_declares(tmp_path, preset, dev
         assert f"--device {expect} " in line, line
 
 
+def test_the_report_rule_passes_table1_order_from_the_params(tmp_path, monkeypatch):
+    """The report rule's grid JSON (sorted keys) carries Table 1's order and groups as planet/report/grid.py's
+    `table_layout` makes them from params/pipeline.yaml, as `planet report --pipeline-preset` does: reordering
+    `variants:` there reorders the table (here reversed; the baselines stay last)."""
+    import shlex
+
+    from planet import config as config_lib
+    from planet import report
+
+    root = copy_pipeline(tmp_path)
+    path = root / "params" / "pipeline.yaml"
+    pipeline = yaml.safe_load(path.read_text())
+    pipeline["variants"] = dict(reversed(pipeline["variants"].items()))
+    path.write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    proc = snakemake(root, "report", "-n", "-p", "--cores", "1", "--config", "preset=smoke")
+    line = next(x for x in proc.stdout.splitlines() if "planet report " in x and "--grid-json" in x)
+    args = shlex.split(line.split(">")[0])
+    grid = json.loads(args[args.index("--grid-json") + 1])
+    monkeypatch.setenv(config_lib.PARAMS_ENV, str(root / "params"))
+    ours = report.grid_from_pipeline("smoke")
+    assert grid["variant_order"] == ours["variant_order"] == [*reversed(pipeline["presets"]["smoke"]["variants"]),
+                                                              "sac", "simulator"]
+    assert grid["variant_groups"] == ours["variant_groups"]
+    assert grid["variant_groups"]["planet"] == "PlaNet (RSSM)"
+    assert grid["variant_groups"]["sac"] == "Baselines trained here"
+
+
 def test_default_target_is_the_paper_grid(tmp_path):
     proc = snakemake(copy_pipeline(tmp_path), "-n", "--cores", "8")
     assert job_counts(proc.stdout + proc.stderr)["train"] == 330

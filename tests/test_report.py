@@ -21,6 +21,17 @@ EXPECTED = {"planet": {"tasks": ["cartpole_swingup", "reacher_easy", "cheetah_ru
             "gru": {"tasks": ["cartpole_swingup"], "seeds": [0]},
             "ssm": {"tasks": ["cartpole_swingup"], "seeds": [0]},
             "random_shooting": {"tasks": ["cartpole_swingup"], "seeds": [0, 1]}}
+# Table 1's order (params/pipeline.yaml's `variants:`, the paper's) and groups
+PAPER_ORDER = ["planet", "gru", "ssm", "random_collection", "random_shooting", "overshooting", "ssm_overshooting",
+               "drnn", "drnn_overshooting", "elu", "ssm_elu", "multitask"]
+MODELS, AGENTS = "Model designs (paper Fig. 4)", "Agent designs (paper Fig. 5)"
+OVERSHOOTING, ACTIVATIONS = "Latent overshooting (paper Fig. 8)", "Activation functions (paper Fig. 9)"
+PAPER_GROUPS = {"planet": "PlaNet (RSSM)", "gru": MODELS, "ssm": MODELS, "random_collection": AGENTS,
+                "random_shooting": AGENTS, "overshooting": OVERSHOOTING, "ssm_overshooting": OVERSHOOTING,
+                "drnn": OVERSHOOTING, "drnn_overshooting": OVERSHOOTING, "elu": ACTIVATIONS, "ssm_elu": ACTIVATIONS,
+                "multitask": "One agent for all tasks (paper Figs. 6, 7)", "sac": "Baselines trained here",
+                "sac_plain": "Baselines trained here", "simulator": "Baselines trained here"}
+REFERENCES = ["A3C", "D4PG", "PlaNet", "CEM + true simulator", "PlaNet", "PlaNet"]  # the published rows, in order
 
 
 def make_run(results: Path, variant: str, task: str, seed: int, final: float | None, *, curve=(2, 4),
@@ -133,13 +144,14 @@ def test_table_md_and_tex(built):
     _, out, _ = built
     md = (out / "table1.md").read_text()
     assert "200 ± 100 (3)" in md and "500 ± 141 (2)" in md and "50 (1)" in md
-    assert "—" in md and "**published (reference)**" in md
+    assert "—" in md and "**Published (reference)**" in md
     planet_line = next(line for line in md.splitlines() if line.startswith("| PlaNet (RSSM)"))
     assert "—" in planet_line  # cheetah_run
-    assert md.index("**published (reference)**") < md.index("| A3C")
+    assert md.index("**Published (reference)**") < md.index("| A3C")
     tex = (out / "table1.tex").read_text()
     assert r"200 $\pm$ 100 (3)" in tex and r"cartpole\_swingup" in tex
-    assert tex.count(r"\midrule") == 2  # header rule + the rule between runs and references
+    # header rule + one rule before each group after the first (PlaNet; model designs; agent designs; published)
+    assert tex.count(r"\midrule") == 4
     assert tex.index(r"\midrule", tex.index("Random shooting")) < tex.index("A3C")
 
 
@@ -343,8 +355,12 @@ def test_grid_from_the_pipeline_params_matches_the_report_rule():
     assert smoke["expected"]["gru"]["tasks"] == ["cartpole_swingup"]
     assert smoke["variants"]["sac"]["family"] == "baselines"
     assert smoke["expected"]["simulator"] == {"tasks": ["cartpole_swingup"], "seeds": [0]}
+    # Table 1's order and groups, passed as lists/mappings that survive the rule's sorted JSON
+    assert smoke["variant_order"] == PAPER_ORDER + ["sac", "simulator"]
+    assert smoke["variant_groups"] == {v: PAPER_GROUPS[v] for v in smoke["variant_order"]}
     campaign = report.grid_from_pipeline("cpu100k")
     assert set(campaign["variants"]) == {"planet"} and campaign["agent_preset"] == "cpu"
+    assert campaign["variant_order"] == ["planet"]
     with pytest.raises(ValueError, match="no pipeline preset 'nope'"):
         report.grid_from_pipeline("nope")
 
@@ -430,10 +446,11 @@ def test_figure_groups_are_the_papers():
     assert specs["cem_grid"].kind == "cem_grid" and not specs["cem_grid"].variants  # drawn from RESULTS/cem_grid
     assert specs["overshooting"].heading == "Latent overshooting (paper Fig. 8)"
     infos = report.variant_infos({"planet": "P", "sac": {"label": "SAC", "family": "baselines"}}, ["ssm"], None)
-    assert specs["curves"].members(infos) == ["planet", "sac", "ssm"]  # the report's order; baselines join
+    assert specs["curves"].members(infos) == ["planet", "ssm", "sac"]  # the report's order; baselines join, last
     assert specs["overshooting"].members(infos) == ["planet", "ssm"]
-    colours = figures.variant_palette([*infos, "drnn", "drnn_overshooting", "simulator"])
-    assert len(set(colours.values())) == len(colours)  # no two variants share a colour (13 here)
+    colours = figures.variant_palette([*infos, "extra"])
+    assert len(colours) == 16  # params/pipeline.yaml's 12 variants and 3 baselines, then others
+    assert len(set(colours.values())) == len(colours)  # no two variants share a colour
 
 
 @pytest.fixture
@@ -477,6 +494,103 @@ def test_bad_figures_are_rejected_with_one_line(params_copy, edit, message):
     with pytest.raises(config_lib.ConfigError, match=message) as info:
         report.pipeline_figures()
     assert "\n" not in str(info.value) and str(info.value).startswith(str(path))
+
+
+def _md_methods(md: str) -> list[str]:
+    """The method column of a Markdown table, row by row (label rows included)."""
+    return [line.split("|")[1].strip() for line in md.splitlines()[2:]]
+
+
+def _tex_body(tex: str) -> list[str]:
+    """The lines of a LaTeX table between the header's rule and the bottom rule."""
+    lines = tex.splitlines()
+    return lines[lines.index(r"\midrule") + 1:lines.index(r"\bottomrule")]
+
+
+def test_table1_in_the_papers_order_and_groups_in_every_format(tmp_path):
+    """Table 1 follows the grid's variant_order whatever the order of its `variants` mapping (the report rule's JSON
+    is sorted): the agent, the paper's ablations figure by figure, the baselines trained here, the published rows,
+    each group opened by its label in md, csv (`group`) and tex (a rule and a \\multicolumn row)."""
+    from planet.report.grid import pipeline_entries
+
+    results = tmp_path / "results"
+    names = ["sac", "multitask", "ssm_elu", "drnn", "random_collection", "gru", "planet"]  # scrambled
+    for name in names:
+        make_run(results, name, "cartpole_swingup", 0, 100.0, openloop=False)
+    entries = pipeline_entries(report.load_pipeline())
+    grid = {"preset": "x", "tasks": ["cartpole_swingup"], "seeds": [0], "figures": [],
+            "variants": {n: entries[n] for n in names},
+            **report.table_layout(report.load_pipeline(), names)}
+    assert list(grid["variants"]) == names and grid["variant_order"][0] == "planet"
+    out = tmp_path / "out"
+    assert report.main(["--results", str(results), "--out", str(out),
+                        "--grid-json", json.dumps(grid, sort_keys=True)]) == 0
+    order = ["planet", "gru", "random_collection", "drnn", "ssm_elu", "multitask", "sac"]
+    groups = [PAPER_GROUPS[v] for v in order]
+    labels = [entries[v]["label"] for v in order]
+
+    table = pd.read_csv(out / "table1.csv")
+    assert list(table["variant"].iloc[:len(order)]) == order
+    assert list(table["group"]) == groups + ["Published (reference)"] * len(REFERENCES)
+    assert list(table["kind"]) == ["run"] * 6 + ["baseline"] + ["reference"] * len(REFERENCES)
+    assert list(table["method"]) == labels + REFERENCES
+
+    expected_md = []
+    for i, (group, label) in enumerate(zip(groups, labels, strict=True)):
+        expected_md += [f"**{group}**", label] if i == 0 or group != groups[i - 1] else [label]
+    expected_md += ["**Published (reference)**", *REFERENCES]
+    md = (out / "table1.md").read_text()
+    assert _md_methods(md) == expected_md
+    label_row = next(line for line in md.splitlines() if "**Latent overshooting (paper Fig. 8)**" in line)
+    assert not "".join(label_row.split("|")[2:]).strip()  # a label row: the label, then empty cells
+    assert len({len(line) for line in md.splitlines()}) == 1  # columns aligned (readable as plain text)
+
+    body = _tex_body((out / "table1.tex").read_text())
+    tex_rows = [line.split(" & ")[0] for line in body if " & " in line]
+    assert tex_rows == labels + REFERENCES
+    heads = [(i, line) for i, line in enumerate(body) if line.startswith(r"\multicolumn")]
+    columns = 3 + len(report.TASKS) + 1  # method, kind, episodes, the paper's tasks, source
+    assert [line for _, line in heads] == [rf"\multicolumn{{{columns}}}{{l}}{{\textbf{{{g}}}}} \\"
+                                           for g in [*dict.fromkeys(groups), "Published (reference)"]]
+    assert heads[0][0] == 0  # the first group right under the header's rule
+    assert all(body[i - 1] == r"\midrule" for i, _ in heads[1:])  # every other group opens with a rule
+    assert sum(line == r"\midrule" for line in body) == len(heads) - 1
+
+
+def test_table1_order_and_groups_come_from_the_pipeline_params(params_copy):
+    """Reordering `variants:` in params/pipeline.yaml reorders Table 1 (through the grid, and without one); labels
+    and groups come from there too: a variant placed apart from its figure's group joins it."""
+    from planet.report.tables import write_table1
+
+    path, pipeline = params_copy
+    variants = pipeline["variants"]
+    first = ["elu", "ssm_elu", "gru"]
+    variants = {**{v: variants[v] for v in first}, **{v: e for v, e in variants.items() if v not in first}}
+    variants["gru"]["label"] = "GRU (edited)"
+    variants["gru_late"] = {"label": "GRU, listed last", "family": "ablations", "overrides": {"model.kind": "gru"},
+                            "figures": ["models"]}
+    pipeline["variants"] = variants
+    pipeline["presets"]["smoke"]["variants"].append("gru_late")
+    path.write_text(yaml.safe_dump(pipeline, sort_keys=False))
+
+    grid = report.grid_from_pipeline("smoke")
+    assert grid["variant_order"][:5] == ["elu", "ssm_elu", "gru", "ssm", "gru_late"]
+    assert grid["variant_order"][-3:] == ["multitask", "sac", "simulator"]
+    assert grid["variant_groups"]["gru_late"] == MODELS
+    names = ["planet", "gru", "elu", "gru_late"]
+    expected = [("elu", "RSSM + ELU", ACTIVATIONS), ("gru", "GRU (edited)", MODELS),
+                ("gru_late", "GRU, listed last", MODELS), ("planet", "PlaNet (RSSM)", "PlaNet (RSSM)")]
+    with_grid = report.variant_infos({n: grid["variants"][n] for n in names}, [], None, grid["variant_order"],
+                                     grid["variant_groups"])
+    without = report.variant_infos(None, names, None)  # a report built without a grid reads params/pipeline.yaml
+    for infos in (with_grid, without):
+        assert [(i.name, i.label, i.group) for i in infos.values()] == expected
+    write_table1(path.parent, [], without, {}, ["cartpole_swingup"], report.load_published())
+    table = pd.read_csv(path.parent / "table1.csv")
+    assert list(table["variant"].iloc[:4]) == ["elu", "gru", "gru_late", "planet"]
+    assert _md_methods((path.parent / "table1.md").read_text())[:7] == [
+        f"**{ACTIVATIONS}**", "RSSM + ELU", f"**{MODELS}**", "GRU (edited)", "GRU, listed last", "**PlaNet (RSSM)**",
+        "PlaNet (RSSM)"]
 
 
 def test_openloop_figure_reads_labelled_and_raw_strips_alike(tmp_path):

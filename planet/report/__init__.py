@@ -3,7 +3,8 @@
 Reads only what runs write (never MLflow), so a report can be rebuilt from a copied results directory
 (RESULTS/runs/{variant}/{task}/seed{seed}/, RESULTS/eval/...; see runs.py), and writes into OUT::
 
-    table1.md, table1.tex, table1.csv   final returns (runs made here, then the published rows: kind = reference)
+    table1.md, table1.tex, table1.csv   final returns (runs made here in params/pipeline.yaml's order, then the
+                                        published rows: kind = reference), in labelled groups (CSV column `group`)
     curves.csv                          eval/return_mean per (variant, task, seed, episodes): the DVC plots file
     metrics/TASK.json                   {variant: {mean, std, seeds}} per task: the DVC metrics
     aggregate.csv                       IQM over tasks x seeds with a stratified-bootstrap 95% CI
@@ -29,7 +30,8 @@ tests/test_report.py):
     costs.py      what runs cost: compute_table per run, task_hours per task (projected from the other tasks, and
                   measured)
     published.py  the published reference scores and the paper's task order
-    grid.py       what the pipeline grid says: variants, labels, the figures and which variant appears in which
+    grid.py       what the pipeline grid says: variants, labels, their order and groups in Table 1, the figures and
+                  which variant appears in which
     stats.py      final returns, mean ± std over seeds, IQM and the stratified bootstrap, episodes needed,
                   the state diagnostics' summary
     tables.py     Table 1 as CSV, Markdown and LaTeX; the episodes-needed table
@@ -44,13 +46,14 @@ from planet.report.build import build_report
 from planet.report.cli import build_parser, log_report, main
 from planet.report.costs import compute_table, task_hours
 from planet.report.grid import (
-    DEFAULT_VARIANTS,
     FigureSpec,
     VariantInfo,
     figure_specs,
     grid_figures,
     grid_from_pipeline,
+    load_pipeline,
     pipeline_figures,
+    table_layout,
     variant_infos,
 )
 from planet.report.published import PUBLISHED_SCORES, TASKS, load_published, paper_rows
@@ -67,9 +70,9 @@ from planet.report.stats import aggregate_scores, episodes_needed, final_frame, 
 from planet.report.tables import episodes_needed_markdown
 
 __all__ = [
-    "DEFAULT_VARIANTS", "PUBLISHED_SCORES", "TASKS", "FigureSpec", "Run", "VariantInfo", "aggregate_scores",
-    "build_parser", "build_report", "collect_runs", "compute_table", "episodes_needed", "episodes_needed_markdown",
-    "eval_points", "figure_specs", "final_frame", "grid_figures", "grid_from_pipeline", "iqm", "load_published",
+    "PUBLISHED_SCORES", "TASKS", "FigureSpec", "Run", "VariantInfo", "aggregate_scores", "build_parser",
+    "build_report", "collect_runs", "compute_table", "episodes_needed", "episodes_needed_markdown", "eval_points",
+    "figure_specs", "final_frame", "grid_figures", "grid_from_pipeline", "iqm", "load_pipeline", "load_published",
     "log_report", "main", "missing_runs", "paper_rows", "pipeline_figures", "progress_table", "read_curve", "read_run",
-    "stratified_bootstrap_ci", "summarise", "task_hours", "variant_infos",
+    "stratified_bootstrap_ci", "summarise", "table_layout", "task_hours", "variant_infos",
 ]

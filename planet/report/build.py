@@ -77,12 +77,15 @@ def _episodes_needed(out: Path, curves: pd.DataFrame, stats: Mapping, tasks: Seq
 def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = None,
                  title: str = "PlaNet reproduction: results", expected: Mapping[str, Mapping] | None = None,
                  published: Path = PUBLISHED_SCORES, figures: Mapping[str, FigureSpec] | None = None,
-                 cem_grid: CemGrid | Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 cem_grid: CemGrid | Mapping[str, Any] | None = None, order: Sequence[str] | None = None,
+                 groups: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Write the report of RESULTS into OUT (see the package docstring); returns {"files", "table", "missing",
     "aggregate", "runs"}.
 
-    variants: {name: label or {"label", "family"}} (defaults: the paper's labels; family "baselines" marks a
-    baseline trained here); expected: {variant: {"tasks": [...], "seeds": [...]}} for the list of missing runs;
+    variants: {name: label or {"label", "family"}} (family "baselines" marks a baseline trained here; what is not
+    given comes from params/pipeline.yaml); order, groups: Table 1's order of variants and their groups, the grid's
+    ``variant_order`` and ``variant_groups`` (planet/report/grid.py `table_layout`; default: params/pipeline.yaml's
+    for the variants of the report); expected: {variant: {"tasks": [...], "seeds": [...]}} for the list of missing runs;
     figures: the figures to draw (planet/report/grid.py `figure_specs`; default: those of params/pipeline.yaml);
     cem_grid: the preset's CEM grid (planet/cem_grid.py, or its JSON), whose results under RESULTS/cem_grid/ go into
     OUT/cem_grid.csv and the `cem_grid` figures (none without it).
@@ -93,7 +96,7 @@ def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = 
     specs = pipeline_figures() if figures is None else figures
     runs = collect_runs(results)
     pub = load_published(published)
-    infos = variant_infos(variants, {r.variant for r in runs}, expected)
+    infos = variant_infos(variants, {r.variant for r in runs}, expected, order, groups)
     tasks, found_tasks = _report_tasks(runs, expected)
 
     finals = final_frame(runs)

@@ -2,7 +2,8 @@
 
 The pipeline's report rule (workflow/rules/report.smk) passes its grid as ``--grid-json``; a partial report of a
 campaign still running takes the same grid from params/pipeline.yaml with ``--pipeline-preset NAME``. The grid
-sets the variants (labels, baselines), the expected runs, the figures and the title.
+sets the variants (labels, baselines), their order and groups in Table 1 (``variant_order``, ``variant_groups``:
+planet/report/grid.py `table_layout`), the expected runs, the figures and the title.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, required=True, help="results root holding runs/VARIANT/TASK/seedN/")
     p.add_argument("--out", type=Path, required=True, help="report directory (created)")
     p.add_argument("--grid-json", help="JSON (inline or file) of the pipeline: {preset, tasks, seeds, variants: "
-                   "{name: {label, family}}, expected, figures: [resolved figures], cem_grid} (what "
-                   "workflow/rules/report.smk passes); without `figures`, the figures of params/pipeline.yaml")
+                   "{name: {label, family}}, variant_order: [name, ...], variant_groups: {name: group}, expected, "
+                   "figures: [resolved figures], cem_grid} (what workflow/rules/report.smk passes); without "
+                   "`figures`, the figures of params/pipeline.yaml, without `variant_order` / `variant_groups`, "
+                   "its order and groups")
     p.add_argument("--pipeline-preset", metavar="NAME",
                    help="take the grid from this preset of params/pipeline.yaml (as the pipeline's report rule "
                         "passes it), e.g. for a partial report of a campaign that is still running")
@@ -82,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     title = f"PlaNet reproduction: preset {grid['preset']}" if grid.get("preset") else "PlaNet reproduction: results"
     result = build_report(args.results, args.out, variants=grid.get("variants"), title=title,
                           expected=_expected(grid), published=args.published, figures=grid_figures(grid),
-                          cem_grid=grid.get("cem_grid"))
+                          cem_grid=grid.get("cem_grid"), order=grid.get("variant_order"),
+                          groups=grid.get("variant_groups"))
     if args.mlflow_experiment:
         log_report(args.out, args.results, args.mlflow_experiment, _tags(grid))
     print(json.dumps({"out": str(args.out), "runs": result["runs"], "files": len(result["files"]),

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from planet.cem_grid import AXIS_LABELS
-from planet.report.grid import DEFAULT_VARIANTS, FigureSpec, VariantInfo
+from planet.report.grid import FigureSpec, VariantInfo, pipeline_order
 from planet.report.published import PLANET_BUDGET_SOURCE, budget_rows, paper_rows, paper_value
 from planet.report.runs import Run, diagnostics_frame, finite
 from planet.report.stats import BOOTSTRAP_SEED
@@ -42,10 +42,12 @@ LEARNING_CURVES_TITLE = "Eval return vs collected episodes (median, 5-95 percent
 
 
 def variant_palette(names: Iterable[str]) -> dict[str, tuple]:
-    """A fixed colour per variant (paper variants first), so a variant looks the same in every figure."""
+    """A fixed colour per variant, so a variant looks the same in every figure (and in every preset's report): in
+    the order of params/pipeline.yaml's variants and baselines, then other names (sorted)."""
     import seaborn as sns
 
-    order = [*DEFAULT_VARIANTS, *sorted(set(names) - set(DEFAULT_VARIANTS))]
+    known = pipeline_order()
+    order = [*known, *sorted(set(names) - set(known))]
     # tab10 first; beyond ten names Dark2's eight (tab10 alone would cycle: the 11th name took PlaNet's colour).
     colours = [*sns.color_palette("tab10"), *sns.color_palette("Dark2")]
     return {name: colours[i % len(colours)] for i, name in enumerate(order)}

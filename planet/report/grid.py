@@ -1,5 +1,14 @@
-"""What the report takes from the pipeline grid (params/pipeline.yaml): variants, their labels, and which variant
-appears in which figure.
+"""What the report takes from the pipeline grid (params/pipeline.yaml): variants, their labels, their order and
+groups in Table 1, and which variant appears in which figure.
+
+The report's order of variants is the order of ``variants:`` (the paper's), then the baselines trained here in the
+order of ``baselines:`` (`table_layout`; nothing else lists the variants). Table 1 groups its rows (`variant_group`):
+the agent itself (family ``agents``, not multitask) alone under its label; every other variant under the heading of
+the first ``task_grid`` figure (in the order of ``figures:``) that lists it, e.g. "Latent overshooting (paper Fig.
+8)"; the baselines under "Baselines trained here". A group's rows stay together (a variant placed apart from its
+group in ``variants:`` joins it). The report rule (workflow/rules/report.smk) and `grid_from_pipeline` pass the
+result as the grid's ``variant_order`` and ``variant_groups`` (its ``variants`` mapping loses its order in the
+rule's sorted JSON); a report built without them takes both from params/pipeline.yaml (`load_pipeline`).
 
 A figure is described once, under the grid's top-level ``figures:`` (id -> title, the paper figure it reproduces,
 output file stem, kind); a variant lists the ids of the figures it appears in (``figures:`` under the variant), so
@@ -20,7 +29,7 @@ report's order (Table 1's). Kinds (drawn by planet/report/figures.py):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,27 +40,18 @@ from planet.cem_grid import preset_grid
 from planet.config import ConfigError
 
 FIGURE_KINDS = ("task_grid", "learning_curves", "data_efficiency", "openloop", "cem_grid", "state_diagnostics")
-# Labels and colour order of the paper's variants where the caller gives none (e.g. a report built without a grid).
-DEFAULT_VARIANTS = {
-    "planet": "PlaNet (RSSM)",
-    "gru": "Deterministic (GRU)",
-    "ssm": "Stochastic (SSM)",
-    "random_collection": "Random collection",
-    "random_shooting": "Random shooting",
-    "overshooting": "RSSM + overshooting",
-    "ssm_overshooting": "SSM + overshooting",
-    "elu": "RSSM + ELU",
-    "ssm_elu": "SSM + ELU",
-}
+BASELINES_GROUP = "Baselines trained here"  # Table 1's group of the baselines trained here
+OTHERS_GROUP = "Other runs here"  # ... of a variant in no task_grid figure, or unknown to the grid
 
 
 @dataclass
 class VariantInfo:
-    """A variant of the report: name, legend label, and whether it is a baseline trained here."""
+    """A variant of the report: name, legend label, whether it is a baseline trained here, its group in Table 1."""
 
     name: str
     label: str
     baseline: bool = False
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,26 +87,6 @@ class FigureSpec:
     @classmethod
     def from_json(cls, entry: Mapping[str, Any]) -> FigureSpec:
         return cls(**{**entry, "variants": tuple(entry.get("variants", ()))})
-
-
-def variant_infos(variants: Mapping[str, Any] | None, found: Iterable[str],
-                  expected: Mapping[str, Any] | None) -> dict[str, VariantInfo]:
-    """Ordered variants of the report: the caller's mapping, then the paper's order, then others found (sorted).
-
-    A mapping value is a label or a dict with "label" and "family" ("baselines" marks a baseline trained here).
-    """
-    infos: dict[str, VariantInfo] = {}
-    for name, value in (variants or {}).items():
-        if isinstance(value, Mapping):
-            label = str(value.get("label") or DEFAULT_VARIANTS.get(name, name))
-            infos[name] = VariantInfo(name, label, value.get("family") == "baselines")
-        else:
-            infos[name] = VariantInfo(name, str(value or DEFAULT_VARIANTS.get(name, name)))
-    present = set(found) | set(expected or {}) | set(infos)
-    for name in [*DEFAULT_VARIANTS, *sorted(present)]:
-        if name in present and name not in infos:
-            infos[name] = VariantInfo(name, DEFAULT_VARIANTS.get(name, name))
-    return infos
 
 
 def _listed(variant: Any) -> tuple[str, ...]:
@@ -194,5 +174,83 @@ def grid_from_pipeline(preset: str) -> dict:
     cem_grid = preset_grid(pipeline, preset, source=str(path))
     return {"preset": preset, "agent_preset": P["agent_preset"], "tasks": tasks, "seeds": seeds,
             "variants": variants | baselines, "expected": expected,
+            **table_layout(pipeline, [*variants, *baselines], source=str(path)),
             "figures": [spec.to_json() for spec in figure_specs(pipeline, source=str(path)).values()],
             "cem_grid": cem_grid.to_json() if cem_grid else None}
+
+
+def pipeline_entries(pipeline: Mapping[str, Any]) -> dict[str, Any]:
+    """Every variant and baseline a pipeline grid defines, in the report's order (``variants:``, then
+    ``baselines:``), baselines marked with family "baselines" (as the report rule passes them)."""
+    baselines = {b: {**entry, "family": "baselines"} for b, entry in (pipeline.get("baselines") or {}).items()}
+    return {**dict(pipeline.get("variants") or {}), **baselines}
+
+
+def variant_group(name: str, entry: Any, specs: Mapping[str, FigureSpec]) -> str:
+    """A variant's group in Table 1 (see the module docstring); entry: its grid entry (label, family, multitask)."""
+    if isinstance(entry, Mapping) and entry.get("family") == "baselines":
+        return BASELINES_GROUP
+    if isinstance(entry, Mapping) and entry.get("family") == "agents" and not entry.get("multitask"):
+        return str(entry.get("label") or name)
+    return next((spec.heading for spec in specs.values() if spec.kind == "task_grid" and name in spec.variants),
+                OTHERS_GROUP)
+
+
+def _grouped(order: Iterable[str], groups: Mapping[str, str]) -> list[str]:
+    """`order`, each group's names moved up beside the first of its group (a stable sort by group)."""
+    order = list(order)
+    first: dict[str, int] = {}
+    for i, name in enumerate(order):
+        first.setdefault(groups[name], i)
+    return sorted(order, key=lambda name: first[groups[name]])
+
+
+def table_layout(pipeline: Mapping[str, Any], names: Iterable[str], source: str = "config") -> dict[str, Any]:
+    """Table 1's rows of the grid's variants and baselines `names`, from the pipeline grid (params/pipeline.yaml):
+    {"variant_order": [name, ...], "variant_groups": {name: group}}, what the report rule and `grid_from_pipeline`
+    pass. The order of ``variants:``, then of ``baselines:``, then names the grid does not define (sorted); a group's
+    rows together, the groups in the order of their first row."""
+    entries, specs = pipeline_entries(pipeline), figure_specs(pipeline, source)
+    wanted = set(names)
+    order = [n for n in entries if n in wanted] + sorted(wanted - set(entries))
+    groups = {n: variant_group(n, entries.get(n), specs) for n in order}
+    return {"variant_order": _grouped(order, groups), "variant_groups": groups}
+
+
+def _label(name: str, value: Any, known: Any) -> str:
+    """A variant's label: the caller's (a label, or a dict's "label"), else the pipeline's, else its name."""
+    given = value.get("label") if isinstance(value, Mapping) else value
+    fallback = known.get("label") if isinstance(known, Mapping) else None
+    return str(given or fallback or name)
+
+
+def variant_infos(variants: Mapping[str, Any] | None, found: Iterable[str], expected: Mapping[str, Any] | None,
+                  order: Sequence[str] | None = None, groups: Mapping[str, str] | None = None,
+                  ) -> dict[str, VariantInfo]:
+    """The report's variants (the caller's, those found in the results, those expected), in Table 1's order.
+
+    variants: {name: label or {"label", "family", ...}} (family "baselines" marks a baseline trained here); order,
+    groups: the grid's ``variant_order`` and ``variant_groups`` (`table_layout`). Whatever the caller leaves out
+    (the order, a name's group, label or family) comes from params/pipeline.yaml (`load_pipeline`), read only then.
+    Names of no order come after those of one (sorted); a group's rows stay together.
+    """
+    given = dict(variants or {})
+    names = [*given, *sorted((set(found) | set(expected or {})) - set(given))]
+    complete = (order is not None and groups is not None and all(n in groups for n in names)
+                and all(isinstance(given.get(n), Mapping) and given[n].get("label") for n in names))
+    pipeline = {} if complete else load_pipeline()
+    known = pipeline_entries(pipeline)
+    entries = {n: {**(known.get(n) or {}), **(given[n] if isinstance(given.get(n), Mapping) else {})}
+               for n in names}
+    if order is None:
+        order = table_layout(pipeline, names, source=str(pipeline_file()))["variant_order"]
+    specs = figure_specs(pipeline, source=str(pipeline_file())) if pipeline else {}
+    groups = {n: (groups or {}).get(n) or variant_group(n, entries[n], specs) for n in names}
+    ranked = [n for n in order if n in groups] + sorted(set(names) - set(order))
+    return {n: VariantInfo(n, _label(n, given.get(n), known.get(n)), entries[n].get("family") == "baselines",
+                           groups[n]) for n in _grouped(ranked, groups)}
+
+
+def pipeline_order() -> list[str]:
+    """Every variant and baseline of params/pipeline.yaml in the report's order (e.g. the colours' order)."""
+    return list(pipeline_entries(load_pipeline()))

@@ -6,8 +6,11 @@
   ``episodes``/``env_steps`` of a run row are the largest numbers of collected training episodes / env steps over
   its runs (the md shows a range when runs differ); of a reference row, the published budget (episodes =
   budget_env_steps / 1000).
-* Rows: the runs made here (in the report's variant order), then the published reference rows (kind = reference),
-  set apart by a labelled row in Markdown and a ``\\midrule`` in LaTeX.
+* Rows: the runs made here in the report's order (params/pipeline.yaml's, planet/report/grid.py), then the published
+  reference rows (kind = reference), in groups (column ``group`` of the CSV): the agent, then a group per paper
+  figure of ablations (e.g. "Latent overshooting (paper Fig. 8)"), the baselines trained here, and "Published
+  (reference)". Markdown opens each group with a row of its label in bold; LaTeX with a ``\\midrule`` (the header's
+  for the first) and a ``\\multicolumn`` row of its label.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from typing import Any
 
 import pandas as pd
 
-from planet.report.grid import VariantInfo
+from planet.report.grid import OTHERS_GROUP, VariantInfo
 from planet.report.published import table_reference_rows
 from planet.report.runs import Run, as_int, finite
 
 MISSING = "—"
+REFERENCE_GROUP = "Published (reference)"  # Table 1's group of the published rows
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "--", "–": "--"}
 
@@ -64,8 +68,8 @@ def _run_row(runs: Sequence[Run], name: str, info: VariantInfo, stats: Mapping[s
     episodes = [r.episodes for r in mine if r.episodes is not None]
     steps = [r.env_steps for r in mine if r.env_steps is not None]
     row: dict[str, Any] = {"method": info.label, "variant": name, "kind": "baseline" if info.baseline else "run",
-                           "source": _run_sources(runs, name), "episodes": max(episodes, default=None),
-                           "env_steps": max(steps, default=None)}
+                           "group": info.group or OTHERS_GROUP, "source": _run_sources(runs, name),
+                           "episodes": max(episodes, default=None), "env_steps": max(steps, default=None)}
     for task in tasks:
         cell = stats.get(name, {}).get(task)
         row[task] = cell["mean"] if cell else None
@@ -76,7 +80,8 @@ def _run_row(runs: Sequence[Run], name: str, info: VariantInfo, stats: Mapping[s
 
 def _reference_row(ref: pd.Series, tasks: Sequence[str]) -> dict[str, Any]:
     budget = as_int(ref["budget_env_steps"])
-    row = {"method": ref["method"], "variant": None, "kind": "reference", "source": ref["source"],
+    row = {"method": ref["method"], "variant": None, "kind": "reference", "group": REFERENCE_GROUP,
+           "source": ref["source"],
            "episodes": None if budget is None else budget // 1000, "env_steps": budget}
     for task in tasks:
         row[task] = finite(ref.get(task))
@@ -86,13 +91,14 @@ def _reference_row(ref: pd.Series, tasks: Sequence[str]) -> dict[str, Any]:
 
 def build_table(runs: Sequence[Run], infos: Mapping[str, VariantInfo], stats: Mapping[str, Mapping[str, Any]],
                 tasks: Sequence[str], published: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Numeric Table 1 (runs, then reference rows) and, per run row, the md text of its episodes column."""
+    """Numeric Table 1 (runs in the order of `infos`, then reference rows) and, per run row, the md text of its
+    episodes column."""
     rows, episode_text = [], {}
     for name, info in infos.items():
         row, episode_text[name] = _run_row(runs, name, info, stats, tasks)
         rows.append(row)
     rows += [_reference_row(ref, tasks) for _, ref in table_reference_rows(published).iterrows()]
-    columns = ["method", "variant", "kind", "source", "episodes", "env_steps"]
+    columns = ["method", "variant", "kind", "group", "source", "episodes", "env_steps"]
     columns += [c for t in tasks for c in (t, f"{t}_std", f"{t}_seeds")]
     table = pd.DataFrame(rows, columns=columns)
     for col in ["episodes", "env_steps", *(f"{t}_seeds" for t in tasks)]:
@@ -125,23 +131,38 @@ def display_table(table: pd.DataFrame, tasks: Sequence[str], episode_text: Mappi
     return pd.DataFrame(rows, columns=["method", "kind", "episodes", *tasks, "source"])
 
 
-def table_markdown(display: pd.DataFrame, n_runs: int) -> str:
-    """Markdown with a labelled separator row between runs made here and published reference rows."""
-    if 0 < n_runs < len(display):
-        sep = pd.DataFrame([{c: "" for c in display.columns} | {"method": "**published (reference)**"}])
-        display = pd.concat([display.iloc[:n_runs], sep, display.iloc[n_runs:]], ignore_index=True)
-    return display.to_markdown(index=False, disable_numparse=True)
+def _group_starts(groups: Sequence[str]) -> dict[int, str]:
+    """{row index: group} of each row that opens a group (the first row, and each row whose group changes)."""
+    return {i: g for i, g in enumerate(groups) if i == 0 or g != groups[i - 1]}
 
 
-def table_latex(display: pd.DataFrame, n_runs: int) -> str:
-    """LaTeX (booktabs) with a \\midrule between runs made here and the published reference rows."""
+def table_markdown(display: pd.DataFrame, groups: Sequence[str]) -> str:
+    """Markdown with a row of each group's label in bold before its rows (groups: the group of each row)."""
+    starts, rows = _group_starts(groups), []
+    for i, row in enumerate(display.to_dict("records")):
+        if i in starts:
+            rows.append({c: "" for c in display.columns} | {"method": f"**{starts[i]}**"})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=display.columns).to_markdown(index=False, disable_numparse=True)
+
+
+def table_latex(display: pd.DataFrame, groups: Sequence[str]) -> str:
+    """LaTeX (booktabs): each group opens with a \\midrule (the header's for the first) and a \\multicolumn row of
+    its label in bold (groups: the group of each row)."""
     frame = display.copy()
     frame.columns = [tex_escape(c) for c in frame.columns]  # cells are escaped by display_table(tex=True)
     text = frame.to_latex(index=False, escape=False, column_format="lll" + "r" * (len(frame.columns) - 4) + "l")
     lines = text.splitlines()
-    if 0 < n_runs < len(display):
-        header = lines.index(r"\midrule")
-        lines.insert(header + 1 + n_runs, r"\midrule")
+    if not len(display):
+        return text
+    first = lines.index(r"\midrule") + 1  # one line per row from here (cells hold no line breaks)
+    starts, body = _group_starts(groups), []
+    for i, line in enumerate(lines[first:first + len(display)]):
+        if i in starts:
+            body += [r"\midrule"] if i else []
+            body.append(rf"\multicolumn{{{len(frame.columns)}}}{{l}}{{\textbf{{{tex_escape(starts[i])}}}}} \\")
+        body.append(line)
+    lines[first:first + len(display)] = body
     return "\n".join(lines) + "\n"
 
 
@@ -150,11 +171,11 @@ def write_table1(out: Path, runs: Sequence[Run], infos: Mapping[str, VariantInfo
                  published: pd.DataFrame) -> tuple[pd.DataFrame, str, list[Path]]:
     """OUT/table1.csv, table1.md and table1.tex; returns the numeric table, its Markdown and the files."""
     table, episode_text = build_table(runs, infos, stats, tasks, published)
-    n_runs = int((table["kind"] != "reference").sum())
+    groups = list(table["group"])
     (out / "table1.csv").write_text(table.to_csv(index=False), encoding="utf-8")
-    table_md = table_markdown(display_table(table, tasks, episode_text), n_runs)
+    table_md = table_markdown(display_table(table, tasks, episode_text), groups)
     (out / "table1.md").write_text(table_md + "\n", encoding="utf-8")
-    (out / "table1.tex").write_text(table_latex(display_table(table, tasks, episode_text, tex=True), n_runs),
+    (out / "table1.tex").write_text(table_latex(display_table(table, tasks, episode_text, tex=True), groups),
                                     encoding="utf-8")
     return table, table_md, [out / "table1.csv", out / "table1.md", out / "table1.tex"]
 

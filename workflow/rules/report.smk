@@ -3,6 +3,9 @@
 # experiment.
 
 
+from planet.report.grid import table_layout
+
+
 rule report:
     input:
         evals=grid(eval_file, multitask=False),
@@ -35,6 +38,8 @@ rule report:
                     **{v: {"tasks": variant_tasks(v), "seeds": SEEDS} for v in VARIANTS},
                     **{b: {"tasks": BASELINE_TASKS, "seeds": baseline_seeds(b)} for b in BASELINES},
                 },
+                # Table 1's order (lists survive sort_keys) and groups, from params/pipeline.yaml's order
+                **table_layout(config, [*VARIANTS, *BASELINES]),
                 # a list: the figures' order (params/pipeline.yaml) survives sort_keys
                 "figures": [spec.to_json() for spec in FIGURES.values()],
                 "cem_grid": CEM_GRID.to_json() if CEM_GRID else None,
