@@ -223,7 +223,7 @@ class ComputeConfig:
     """torch.compile the planner's whole-horizon imagination (`WorldModel.imagine_rollout`; CUDA: mode
     reduce-overhead, i.e. one CUDA graph per horizon) and the update's encoder and decoder (default mode). Compiles
     once per process (~5-25 s per function on a 2-core CPU); there the compiled float32 plan was 1.07-1.19x the eager
-    one and the update 0.96-1.3x (README, Speed)."""
+    one and the update 0.96-1.3x (docs/speed.md)."""
 
 
 @dataclass(frozen=True)

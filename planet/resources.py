@@ -17,7 +17,7 @@ What is counted, in bytes, and where each number comes from (the figures are for
 - **model and Adam**: 16 bytes per parameter (float32 weights, gradients and Adam's two moments), the parameters
   counted on a `WorldModel` built on torch's meta device (nothing allocated): 5.13M parameters, 82 MB.
 - **process and activations**: ``PROCESS_BYTES`` + ``ACTIVATION_BYTES_PER_STEP`` x batch size x chunk length. Fitted to
-  the two runs README.md's Memory paragraph records, beyond their frames: the cpu preset's walker (B=16, L=50) held
+  the two runs docs/speed.md's Memory section records, beyond their frames: the cpu preset's walker (B=16, L=50) held
   2.0 GB with 129 MB of frames (1.87 GB beyond), a paper-size cartpole run on a CPU (B=50, L=50) 3.38-3.43 GB with
   39 MB of frames (3.39 GB beyond: 0.6 GB of torch and MuJoCo plus the update's working set, which freed-memory
   retention keeps resident). Less the model's 82 MB, the line through both is 1.075 GB + 0.894 MB x B x L, rounded

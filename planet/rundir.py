@@ -229,7 +229,7 @@ def _acquire(run_dir: Path, command: str, shared: bool) -> IO[str]:
         if not same:  # we locked a file that is no longer RUN/.lock: take the one that is
             handle.close()
             continue
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "since": round(time.time(), 3),
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "since": int(time.time() * 1000) / 1000,
                   "command": command, "shared": shared}
         with contextlib.suppress(OSError):  # the record only explains the lock; a full disk must not stop it
             if not shared:

@@ -387,7 +387,7 @@ def test_smoke_pipeline_end_to_end_with_an_interruption(tmp_path):
     for run in in_progress:
         assert not (run / "summary.json").exists()
 
-    snakemake(root, "--unlock")  # a killed snakemake leaves its lock behind (README: Interruptions)
+    snakemake(root, "--unlock")  # a killed snakemake leaves its lock behind (docs/pipeline.md: Interruptions)
     out = snakemake(root, "--cores", "2", "--config", "preset=smoke", timeout=900)
     log = out.stdout + out.stderr
     # finished jobs were kept, not rerun

@@ -229,9 +229,9 @@ def test_slurm_profile_runs_smoke_slice(tmp_path, slurm_cluster):
     local = copy_pipeline(tmp_path / "local")
 
     started = time.monotonic()
-    # The command the README gives, on the CPU profile. Test-only flags: --verbose (the plugin then logs each sbatch
-    # call), keep the SLURM logs of successful jobs (to check them) and poll SLURM 10 s after a submission instead
-    # of 40 s (MinJobAge=300 >= 3 x 10 s, so the plugin keeps squeue as its status command).
+    # The command docs/cluster.md gives, on the CPU profile. Test-only flags: --verbose (the plugin then logs each
+    # sbatch call), keep the SLURM logs of successful jobs (to check them) and poll SLURM 10 s after a submission
+    # instead of 40 s (MinJobAge=300 >= 3 x 10 s, so the plugin keeps squeue as its status command).
     proc = _snakemake(cluster, env, "--workflow-profile", "profiles/slurm-cpu", "--config", "preset=smoke",
                       "--jobs", "2", "--verbose", "--slurm-keep-successful-logs",
                       "--slurm-init-seconds-before-status-checks", "10", *TARGETS)

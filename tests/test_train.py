@@ -47,7 +47,7 @@ TRAIN_KEYS = ("train/loss/image", "train/loss/reward", "train/loss/kl", "train/g
 
 def train_argv(out: Path, *overrides: str, task: str = TASK) -> list[str]:
     # --device cpu: bit-identical resume (tested below) is a CPU guarantee; on CUDA a resume continues the same
-    # distribution, not the same bits (README, "GPUs"), so these tests mean the same on a GPU machine.
+    # distribution, not the same bits (docs/pipeline.md, "GPUs"), so these tests mean the same on a GPU machine.
     return ["train", "--task", task, "--preset", "debug", "--seed", "0", "--device", "cpu", "--out", str(out),
             "--no-progress", *overrides]
 
