@@ -438,3 +438,17 @@ def test_a_run_resumed_on_newer_code_keeps_every_commit(tmp_path: Path) -> None:
     assert rundir.git_tags(tmp_path)["git_commits"] == f"{old} {sha}"  # resumed again on the same code
     (tmp_path / "tags.json").write_text("{not json")
     assert rundir.git_tags(tmp_path)["git_commits"] == sha  # an unreadable tags.json loses only the history
+
+
+def test_a_point_logged_twice_is_mirrored_once(tmp_path: Path, mlflow_uri: str) -> None:
+    """The trainer logs `episodes` on an episode's line and again on its evaluation's, at one step: MLflow gets the
+    point once (a chart with `episodes` as x-axis draws each once), metrics.jsonl keeps both lines as written; the
+    same value at a later step, or another value at the same step, is a new point."""
+    with Tracker(tmp_path / "run", experiment="e", run_name="r", params={}, tags={}, tracking_uri=mlflow_uri) as t:
+        t.log_metrics({"collect/return": 5.0, "episodes": 4.0}, step=640)
+        t.log_metrics({"eval/return_mean": 7.0, "episodes": 4.0}, step=640)
+        t.log_metrics({"episodes": 4.0}, step=800)
+        t.log_metrics({"episodes": 5.0}, step=800)
+    history = _client(mlflow_uri).get_metric_history(t.run_id, "episodes")
+    assert sorted((m.step, m.value) for m in history) == [(640, 4.0), (800, 4.0), (800, 5.0)]
+    assert [r.get("episodes") for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [4.0, 4.0, 4.0, 5.0]

@@ -65,6 +65,7 @@ class Tracker:
         self.files = RunFiles(self.run_dir, self.params, self.tags)
         self.mirror = MlflowMirror(self.run_dir / RUN_FILE)
         self._mirrored_until: dict[str, int] = {}  # key -> last step whose point MLflow has (see truncate_metrics)
+        self._last_point: dict[str, tuple[int, float]] = {}  # key -> (step, value) last mirrored
         self._closed = False
         if enabled:
             self.mirror.start(tracking_uri, experiment, run_name, self.params, self.tags)
@@ -107,6 +108,10 @@ class Tracker:
         finite = self.files.append_metrics(metrics, step, now)
         if self._mirrored_until:  # steps re-run after a resume: MLflow has these points already
             finite = {k: v for k, v in finite.items() if step > self._mirrored_until.get(k, -1)}
+        # A point already sent (e.g. `episodes` on an episode's line and again on its evaluation's, at one step) is
+        # sent once: MLflow would store it twice and draw it twice. metrics.jsonl keeps every line as written.
+        finite = {k: v for k, v in finite.items() if self._last_point.get(k) != (step, v)}
+        self._last_point.update({k: (step, v) for k, v in finite.items()})
         self.mirror.log_metrics(finite, step, now)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
