@@ -179,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="generate Table 1, figures and README from pipeline results", add_help=False)
     p.add_argument("report_args", nargs=argparse.REMAINDER, help="arguments of `python -m planet.report --help`")
 
+    # listed here for `planet --help`; main() hands its arguments to planet/record.py's own parser
+    p = sub.add_parser("curve", help="one run's learning record: curve.csv and curve.png (eval return vs "
+                       "episodes and wall clock)", add_help=False)
+    p.add_argument("curve_args", nargs=argparse.REMAINDER, help="arguments of `planet curve --help`")
+
     p = sub.add_parser("bench", help="time the hot paths at paper sizes and print JSON",
                        description="Time one world-model update (B=50, L=50), one CEM plan (J=1000, I=10, H=12), "
                        "env steps with rendering, and the update's FLOP/s against this machine's matmul rate.")

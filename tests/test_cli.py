@@ -40,7 +40,7 @@ def run_args(command: str, out: Path, *extra: str, task: str = TASK) -> list[str
 # Help.
 
 OPTIONS = {
-    (): ["train", "collect", "evaluate", "diagnose", "config", "bench", "--verbose", "--help"],
+    (): ["train", "collect", "evaluate", "diagnose", "config", "bench", "report", "curve", "--verbose", "--help"],
     ("train",): ["--task", "--preset", "--seed", "--out", "--device", "--init-episodes", "--tag", "--no-progress",
                  "KEY=VALUE", "--help"],
     ("collect",): ["--task", "--preset", "--seed", "--out", "--no-progress", "KEY=VALUE", "--help"],
