@@ -43,6 +43,13 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/campaign.smk"
 
 
+# The wrong machine fails before its first job, in one line: a GPU preset run here (not submitted to a cluster) on a
+# machine where torch sees no GPU would collect seed episodes for minutes and then fail every training job. A CPU
+# preset on a machine with a GPU only warns (it runs, slowly). Dry runs (-n) and cluster submissions are not checked.
+onstart:
+    check_machine()
+
+
 # The report and everything it reads: a report already on disk (e.g. a committed partial record of a long
 # campaign) does not make the runs it is missing count as done; they run, and the report is redone after them.
 rule all:

@@ -169,6 +169,23 @@ def test_the_report_rule_passes_table1_order_from_the_params(tmp_path, monkeypat
     assert grid["variant_groups"]["sac"] == "Baselines trained here"
 
 
+def test_a_gpu_preset_on_a_machine_without_one_stops_before_its_first_job(tmp_path):
+    """`snakemake --cores 8` (the paper preset, gpu: true) where torch sees no GPU: exit 1 with one line naming the
+    CPU presets, before any job ran (no seed episodes collected); a dry run still lists the jobs."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    root = copy_pipeline(tmp_path)
+    proc = snakemake(root, "--cores", "2", check=False)
+    assert proc.returncode == 1
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("config: preset 'paper'")]
+    assert len(lines) == 1 and "torch sees none" in lines[0] and "cpu100k" in lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (root / "results" / "paper" / "seeds").exists()
+    assert job_counts(snakemake(root, "-n", "--cores", "2").stdout)["train"] == 330
+
+
 def test_default_target_is_the_paper_grid(tmp_path):
     proc = snakemake(copy_pipeline(tmp_path), "-n", "--cores", "8")
     assert job_counts(proc.stdout + proc.stderr)["train"] == 330

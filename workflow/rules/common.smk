@@ -324,3 +324,25 @@ def next_campaign_task() -> str | None:
 
 
 NEXT_TASK = next_campaign_task()
+
+
+def check_machine() -> None:
+    """The Snakefile's onstart check (see there): exit 1 with one line if this preset needs a GPU torch cannot see."""
+    if not workflow.local_exec:
+        return
+    import sys
+
+    import torch
+
+    fits = [name for name, p in config["presets"].items() if not p.get("gpu")]
+    if P["gpu"] and not torch.cuda.is_available():
+        print(
+            f"config: preset '{PRESET}' trains on a GPU (gpu: true in params/pipeline.yaml) and torch sees none on "
+            f"this machine; presets for a CPU: {', '.join(fits)} (e.g. snakemake --cores 2 --config preset=cpu100k "
+            "next_task), or submit to GPU nodes with --workflow-profile profiles/slurm",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    if not P["gpu"] and torch.cuda.is_available():
+        print(f"warning: preset '{PRESET}' is CPU-sized (gpu: false) and runs on the CPU; this machine has a GPU "
+              "(the paper preset uses it)", file=sys.stderr)
