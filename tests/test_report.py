@@ -417,6 +417,7 @@ def test_compute_table_by_hand(tmp_path):
     # planned: 10 training episodes x 10 s + evaluations after episodes 5, 10 and 12 (the last) x 36 s = 208 s
     assert row["estimated_hours"] == round(208 / 3600, 2)
     assert row["commits"] == "aaaaaaa bbbbbbb"
+    assert row["settings"] == "update fp32, plan fp32, eager, shadow map suite's, eval 2 every 5"
     out = tmp_path / "out"
     grid = {"preset": "x", "tasks": ["walker_walk"], "seeds": [0],
             "variants": {"planet": {"label": "PlaNet", "family": "agents"}}}

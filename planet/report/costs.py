@@ -27,9 +27,23 @@ from planet.tasks import get_task
 COMPUTE_COLUMNS = ["variant", "task", "seed", "threads", "episodes", "planned_episodes", "episode_s",
                    "episode_s_q25", "update_s_q25", "collect_s_q25", "eval_s", "eval_s_q25", "evaluations",
                    "eval_episodes", "agent_steps", "test_eval_s", "test_episodes", "busy_hours", "wall_hours",
-                   "estimated_hours", "commits"]
+                   "estimated_hours", "commits", "settings"]
 TASK_HOURS_COLUMNS = ["task", "action_repeat", "agent_steps", "projected_hours", "projected_from", "measured_hours",
                       "estimated_hours", "status"]
+
+
+def run_settings(run: Run, config: dict) -> str:
+    """What a run's cost depends on besides the machine, in a few words: the precision the update and the plan ran
+    at (tags.json: what `auto` chose on the machine), compiled or eager, the shadow map, the evaluation schedule."""
+    from planet.tracking import TAGS_FILE
+
+    tags = read_json(run.path / TAGS_FILE) or {}
+    compute, env, evaluation = _section(config, "compute"), _section(config, "env"), _section(config, "eval")
+    update = tags.get("update_precision_history") or tags.get("update_precision") or compute.get("update_precision")
+    plan = tags.get("plan_precision_history") or tags.get("plan_precision") or compute.get("plan_precision")
+    shadow = env.get("shadow_map_size") or "suite's"
+    return (f"update {update or 'fp32'}, plan {plan or 'fp32'}, {'compiled' if compute.get('compile') else 'eager'}, "
+            f"shadow map {shadow}, eval {evaluation.get('episodes')} every {evaluation.get('every')}")
 
 
 def run_commits(run_dir: Path) -> str | None:
@@ -125,6 +139,7 @@ def compute_row(run: Run) -> dict[str, Any] | None:
             "test_episodes": test_episodes, "busy_hours": round((sum(episode_s) + sum(eval_s)) / 3600, 2),
             "wall_hours": round((times[-1] - times[0]) / 3600, 2) if times else None,
             "estimated_hours": None if estimate is None else round(estimate, 2), "commits": run_commits(run.path),
+            "settings": run_settings(run, config),
             # what a projection needs besides the columns (not written to compute.csv)
             "_seed_episodes": seeds, "_every": every}
 

@@ -478,5 +478,6 @@ def append_compute(readme: Path, compute: pd.DataFrame) -> None:
                     "machine undisturbed; `update_s_q25` and `collect_s_q25` split a training episode into its "
                     "updates and its collection (`agent_steps` plans and frames); `test_eval_s` is the held-out "
                     "evaluation of `test_episodes` (the pipeline's benchmark of the evaluate job); `commits` is the "
-                    "code it ran on (more than one: it was resumed on newer code). The random seed episodes are not "
-                    "timed.", compute, "compute.csv")
+                    "code it ran on (more than one: it was resumed on newer code), `settings` the precision of its "
+                    "update and plan (what `auto` chose), compilation, shadow map and evaluation schedule. The random "
+                    "seed episodes are not timed.", compute, "compute.csv")
