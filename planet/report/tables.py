@@ -137,10 +137,11 @@ def _group_starts(groups: Sequence[str]) -> dict[int, str]:
 
 
 def table_markdown(display: pd.DataFrame, groups: Sequence[str]) -> str:
-    """Markdown with a row of each group's label in bold before its rows (groups: the group of each row)."""
+    """Markdown with a row of each group's label in bold before its rows (groups: the group of each row), except
+    where the group's first row already reads as its label (the agent itself: "PlaNet (RSSM)")."""
     starts, rows = _group_starts(groups), []
     for i, row in enumerate(display.to_dict("records")):
-        if i in starts:
+        if i in starts and starts[i] != row["method"]:  # a group named by its own first row needs no label row
             rows.append({c: "" for c in display.columns} | {"method": f"**{starts[i]}**"})
         rows.append(row)
     return pd.DataFrame(rows, columns=display.columns).to_markdown(index=False, disable_numparse=True)
@@ -160,7 +161,8 @@ def table_latex(display: pd.DataFrame, groups: Sequence[str]) -> str:
     for i, line in enumerate(lines[first:first + len(display)]):
         if i in starts:
             body += [r"\midrule"] if i else []
-            body.append(rf"\multicolumn{{{len(frame.columns)}}}{{l}}{{\textbf{{{tex_escape(starts[i])}}}}} \\")
+            if tex_escape(starts[i]) != display.iloc[i]["method"]:  # a group named by its own first row: no label
+                body.append(rf"\multicolumn{{{len(frame.columns)}}}{{l}}{{\textbf{{{tex_escape(starts[i])}}}}} \\")
         body.append(line)
     lines[first:first + len(display)] = body
     return "\n".join(lines) + "\n"
