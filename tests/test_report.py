@@ -783,3 +783,44 @@ def test_task_hours_projects_from_the_other_tasks_and_measures_the_finished(tmp_
     assert cartpole["measured_hours"] == round((10540 - 600 + 80) / 3600, 2)
     # estimated undisturbed: 100 x 62.5 s + 6 x 40 s + 80 s
     assert cartpole["estimated_hours"] == round((6250 + 240 + 80) / 3600, 2)
+
+
+@pytest.mark.slow
+def test_a_report_killed_at_any_moment_leaves_only_complete_files(tmp_path):
+    """`planet report` killed (SIGKILL) at random moments: every file in OUT is then byte-identical to a complete
+    report's (the report is deterministic) or absent, never half-written; the rerun finishes the same report."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    results = tmp_path / "results"
+    for seed, final in enumerate((100.0, 300.0)):
+        make_run(results, "planet", "cartpole_swingup", seed, final)
+    make_run(results, "planet", "reacher_easy", 0, 200.0, complete=False, evaluation=None)
+
+    def build(out: Path, kill_after: float | None = None) -> float:
+        t0 = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "planet.report", "--results", str(results), "--out", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if kill_after is not None:
+            time.sleep(kill_after)
+            proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=300) in (0, -signal.SIGKILL)
+        return time.monotonic() - t0
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    seconds = build(tmp_path / "ref")
+    reference = files(tmp_path / "ref")
+    assert "README.md" in reference and "table1.md" in reference and any(k.endswith(".png") for k in reference)
+    out, rng = tmp_path / "out", random.Random(0)
+    for _ in range(5):
+        build(out, kill_after=rng.uniform(0.1, seconds))
+        for name, data in files(out).items():
+            assert reference.get(name) == data, f"{name} is not the complete report's"
+    build(out)
+    assert files(out) == reference
+    assert not list(tmp_path.glob(".out.tmp-*"))  # the staging directories of the killed builds are gone

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,7 +77,44 @@ def _episodes_needed(out: Path, curves: pd.DataFrame, stats: Mapping, tasks: Seq
     return needed
 
 
-def build_report(results: Path, out: Path, variants: Mapping[str, Any] | None = None,
+# Written only when there is something to say: a file of an earlier report that this one does not write goes.
+OPTIONAL_FILES = ("progress.csv", "compute.csv", "task_hours.csv", "cem_grid.csv")
+REPLACED_DIRS = ("metrics", "videos")  # directories whose files are all this report's: stale ones go
+
+
+def build_report(results: Path, out: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Write the report of RESULTS into OUT (`_build`'s arguments and result). The report is built in a staging
+    directory beside OUT and each file is then moved into place (os.replace), so a report interrupted at any moment
+    leaves every file of OUT complete: the previous report's or the new one's, never half of one."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for old in out.parent.glob(f".{out.name}.tmp-*"):  # left by an interrupted build
+        shutil.rmtree(old, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        result = _build(results, stage, *args, **kwargs)
+        made = {path: out / path.relative_to(stage) for path in sorted(stage.rglob("*"))}
+        for path, target in made.items():
+            if path.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+        new = set(made.values())
+        for name in OPTIONAL_FILES:
+            if out / name not in new:
+                (out / name).unlink(missing_ok=True)
+        for sub in REPLACED_DIRS:
+            if (out / sub).is_dir():
+                for stale in {p for p in (out / sub).iterdir() if p.is_file()} - new:
+                    stale.unlink()
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    result["files"] = [str(out / Path(f).relative_to(stage)) for f in result["files"]]
+    return result
+
+
+def _build(results: Path, out: Path, variants: Mapping[str, Any] | None = None,
                  title: str = "PlaNet reproduction: results", expected: Mapping[str, Mapping] | None = None,
                  published: Path = PUBLISHED_SCORES, figures: Mapping[str, FigureSpec] | None = None,
                  cem_grid: CemGrid | Mapping[str, Any] | None = None, order: Sequence[str] | None = None,
