@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -11,23 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_main
 
-from planet.cli import main
 from planet.envs import TASKS
 from planet.rundir import LOCK_FILE
 
 TASK = "cartpole_swingup"
-
-
-def run_main(argv: list[str]) -> tuple[int, str, str]:
-    """`planet ARGV` in this process; returns (exit code, stdout, stderr); argparse's SystemExit becomes the code."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def run_args(command: str, out: Path, *extra: str, task: str = TASK) -> list[str]:
@@ -153,7 +140,6 @@ def test_evaluate_without_a_run_fails_clearly(tmp_path):
     assert code == 1 and "not a run directory" in err and "Traceback" not in err
     with pytest.raises(FileNotFoundError, match="not a run directory"):  # --debug: the traceback, for developers
         run_main(["--debug", "evaluate", "--run", str(tmp_path / "nothing"), "--no-progress"])
-
 
 
 def test_evaluate_refuses_a_multitask_run_in_one_line(tmp_path):

@@ -4,8 +4,6 @@ a debug run."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 from pathlib import Path
@@ -13,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_main
 
 from planet import config as config_lib
 from planet import diagnostics
-from planet.cli import main
 from planet.config import ConfigError
 from planet.models import WorldModel, preprocess
 from planet.replay import episode_path, save_episode
@@ -140,13 +138,6 @@ def test_training_episodes_are_the_most_recent_with_a_state(tmp_path):
 
 # --------------------------------------------------------------------------------------------------------------
 # `planet diagnose` on a real (tiny) run
-
-
-def run_main(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ mem_mb against the estimates of the presets they serve."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 from pathlib import Path
@@ -14,24 +12,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from cli_helpers import run_main
 
 from planet import config as config_lib
 from planet import resources
-from planet.cli import main
 from planet.replay import STATE_GROUPS_KEY, save_episode
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "cartpole_swingup"
-
-
-def run_main(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def limit_memory(monkeypatch, available: int, source: str = "test limit") -> None:

@@ -5,7 +5,6 @@ training. The holder is a real second process (a tiny `python -c` script), so th
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import re
@@ -17,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_main
 
 from planet import rundir
-from planet.cli import main
 
 HOLD = """
 import sys, time
@@ -43,13 +42,6 @@ def holder(run_dir: Path, command: str = "planet train --task cartpole_swingup -
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
-
-
-def run_main(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_a_second_writer_fails_at_once_naming_the_holder(tmp_path):

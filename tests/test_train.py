@@ -7,8 +7,6 @@ where a real process is needed (to be killed), which runs `python -m planet.cli`
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -25,10 +23,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from cli_helpers import run_main
 
 from planet import config as config_lib
 from planet import precision, tracking
-from planet.cli import main
 from planet.replay import load_episode
 from planet.rundir import LOCK_FILE
 from planet.train import Trainer
@@ -50,14 +48,6 @@ def train_argv(out: Path, *overrides: str, task: str = TASK) -> list[str]:
     # distribution, not the same bits (docs/pipeline.md, "GPUs"), so these tests mean the same on a GPU machine.
     return ["train", "--task", task, "--preset", "debug", "--seed", "0", "--device", "cpu", "--out", str(out),
             "--no-progress", *overrides]
-
-
-def run_main(argv: list[str]) -> tuple[int, str, str]:
-    """`planet ARGV` in this process; returns (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 def train(out: Path, *overrides: str, task: str = TASK) -> dict:
