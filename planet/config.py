@@ -209,7 +209,8 @@ class RunConfig:
 @dataclass(frozen=True)
 class ComputeConfig:
     """Numerics and compilation of the hot paths (planet/precision.py). The model and the loss are the same at every
-    setting; float32 is the reference, and the learning results in reports/ are made with it."""
+    setting; float32 is the reference (the default, and the `paper` preset's). The `cpu` preset runs auto + compile:
+    its cartpole run at 100k steps learned inside the float32 run's curve (reports/cpu100k/)."""
 
     update_precision: Literal["fp32", "bf16", "auto"] = "fp32"
     """Model updates: bf16 runs the dense and conv layers under bfloat16 autocast (weights, Adam and the Gaussians stay
