@@ -150,22 +150,19 @@ def compute_table(runs: Sequence[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*COMPUTE_COLUMNS, "_seed_episodes", "_every"])
 
 
-def _num(value: Any) -> float | None:
-    return finite(value) if value is not None and not (isinstance(value, float) and pd.isna(value)) else None
-
-
 def _project(ref: pd.Series, steps: int) -> float | None:
     """Hours of a run like `ref` (same planned episodes, schedule and evaluation sizes) on a task of `steps` agent
     steps per episode; None if `ref` lacks a part (no evaluation timed yet, no agent steps)."""
-    planned, seeds, every = _num(ref["planned_episodes"]), _num(ref["_seed_episodes"]) or 0, _num(ref["_every"]) or 0
-    ref_steps, update, collect = _num(ref["agent_steps"]), _num(ref["update_s_q25"]), _num(ref["collect_s_q25"])
-    eval_s, eval_eps = _num(ref["eval_s_q25"]), _num(ref["eval_episodes"])
+    planned, seeds = finite(ref["planned_episodes"]), finite(ref["_seed_episodes"]) or 0
+    every = finite(ref["_every"]) or 0
+    ref_steps, update, collect = finite(ref["agent_steps"]), finite(ref["update_s_q25"]), finite(ref["collect_s_q25"])
+    eval_s, eval_eps = finite(ref["eval_s_q25"]), finite(ref["eval_episodes"])
     if None in (planned, ref_steps, update, collect, eval_s, eval_eps) or planned <= seeds:
         return None
     scale = steps / ref_steps
     evals = len({k for k in range(int(seeds) + 1, int(planned) + 1) if every and k % every == 0} | {int(planned)})
     seconds = (planned - seeds) * (update + collect * scale) + evals * eval_s * scale
-    test_s = _num(ref["test_eval_s"])
+    test_s = finite(ref["test_eval_s"])
     if test_s is not None:
         seconds += test_s * scale
     return seconds / 3600
@@ -173,7 +170,7 @@ def _project(ref: pd.Series, steps: int) -> float | None:
 
 def _measured(row: pd.Series) -> float | None:
     """A finished task's hours: its run's wall clock (first to last metrics line) plus its held-out evaluation."""
-    wall, test_s = _num(row["wall_hours"]), _num(row["test_eval_s"])
+    wall, test_s = finite(row["wall_hours"]), finite(row["test_eval_s"])
     return None if wall is None or test_s is None else wall + test_s / 3600
 
 
@@ -188,17 +185,17 @@ def task_hours(compute: pd.DataFrame, tasks: Sequence[str], runs: Sequence[Run],
         repeat = get_task(task).action_repeat
         mine = own[own["task"] == task]
         others = own[own["task"] != task].drop_duplicates("task")
-        steps = next((int(s) for s in mine["agent_steps"] if _num(s)), None)
+        steps = next((int(s) for s in mine["agent_steps"] if finite(s)), None)
         if steps is None and len(others):
             ref_env = others.iloc[0]
-            steps = int(_num(ref_env["agent_steps"]) * get_task(str(ref_env["task"])).action_repeat // repeat)
+            steps = int(finite(ref_env["agent_steps"]) * get_task(str(ref_env["task"])).action_repeat // repeat)
         projections = {str(o["task"]): _project(o, steps) for _, o in others.iterrows()} if steps else {}
         projections = {t: h for t, h in projections.items() if h is not None}
         row = mine.iloc[0] if len(mine) else None
         status = ("not started" if row is None else "finished" if (task, int(row["seed"])) in done else "running")
         estimated = None
-        if row is not None and _num(row["estimated_hours"]) is not None:
-            estimated = _num(row["estimated_hours"]) + (_num(row["test_eval_s"]) or 0.0) / 3600
+        if row is not None and finite(row["estimated_hours"]) is not None:
+            estimated = finite(row["estimated_hours"]) + (finite(row["test_eval_s"]) or 0.0) / 3600
         rows.append({"task": task, "action_repeat": repeat, "agent_steps": steps,
                      "projected_hours": _round(pd.Series(list(projections.values())).median() if projections
                                                else None, 2),
