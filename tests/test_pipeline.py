@@ -102,7 +102,8 @@ def test_a_report_on_disk_does_not_stand_in_for_missing_runs(tmp_path):
 
 def test_next_task_walks_the_campaign_order_one_task_at_a_time(tmp_path):
     """`next_task` (issue 29) targets the first task of cpu100k's campaign_order whose held-out evaluation is
-    missing: cartpole first; with cartpole's evaluation on disk, cup_catch; with every task's, no job but itself."""
+    missing: cartpole first; with cartpole's evaluation on disk, cup_catch; with cup_catch's run in the report's
+    record (a lost machine), the third; with every task's evaluation, no job but itself."""
     root = copy_pipeline(tmp_path)
     order = yaml.safe_load((root / "params" / "pipeline.yaml").read_text())["presets"]["cpu100k"]["campaign_order"]
     assert order[:2] == ["cartpole_swingup", "cup_catch"]
@@ -121,6 +122,12 @@ def test_next_task_walks_the_campaign_order_one_task_at_a_time(tmp_path):
     (done / "cartpole_swingup" / "seed0.json").write_text("{}")
     counts, tasks = planned()
     assert counts["train"] == 1 and tasks == {"cup_catch"}
+    # on the next machine: cup_catch's run directory and evaluation are gone, its committed record is not
+    record = root / "reports" / "cpu100k" / "record" / "planet" / "cup_catch" / "seed0"
+    record.mkdir(parents=True)
+    (record / "run.json").write_text("{}")
+    counts, tasks = planned()
+    assert counts["train"] == 1 and tasks == {order[2]}
     for task in order:
         (done / task).mkdir(parents=True, exist_ok=True)
         (done / task / "seed0.json").write_text("{}")

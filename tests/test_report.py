@@ -740,15 +740,13 @@ def test_report_shows_the_finished_agents(tmp_path):
     assert "(videos/planet_cartpole_swingup.gif)" in text and "reacher_easy.gif" not in text
 
 
-def test_task_hours_projects_from_the_other_tasks_and_measures_the_finished(tmp_path):
-    """cartpole (action repeat 8: 125 agent steps) finished: 50 s of updates + 12.5 s of collection per training
-    episode, 40 s per 5-episode evaluation, 80 s for the held-out evaluation (the pipeline's benchmark). walker
-    (repeat 2: 500 steps, 4x cartpole's) not started: its projection = 100 training episodes x (50 + 12.5 x 4) s +
-    6 evaluations (episodes 20, 40, ..., 100 and the last, 105) x 40 x 4 s + 80 x 4 s = 11,280 s = 3.13 h."""
-    results = tmp_path / "results"
-    run = results / "runs" / "planet" / "cartpole_swingup" / "seed0"
+def make_campaign_run(results: Path, task: str = "cartpole_swingup", test_return: float = 500.0) -> Path:
+    """A finished 105-episode campaign run (100 collected after 5 seed episodes): 50 s of updates + 12.5 s of
+    collection per training episode, 40 s per 5-episode evaluation (episodes 20, 40, ..., 100 and 105), a 10-episode
+    held-out evaluation of `test_return` that the pipeline's benchmark timed at 80 s."""
+    run = results / "runs" / "planet" / task / "seed0"
     run.mkdir(parents=True)
-    cfg = config_lib.resolve("cartpole_swingup", "debug", 0, {
+    cfg = config_lib.resolve(task, "debug", 0, {
         "env": {"episode_env_steps": 1000}, "train": {"episodes": 105, "seed_episodes": 5},
         "eval": {"every": 20, "episodes": 5}})
     config_lib.save(cfg, run / "config.yaml")
@@ -761,12 +759,21 @@ def test_task_hours_projects_from_the_other_tasks_and_measures_the_finished(tmp_
                           "episodes": float(e), "perf/eval_s": 40.0})
     (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (run / "summary.json").write_text(json.dumps({"episodes": 105, "env_steps": 105000, "final_eval": {}}))
-    (results / "eval" / "planet" / "cartpole_swingup").mkdir(parents=True)
-    (results / "eval" / "planet" / "cartpole_swingup" / "seed0.json").write_text(json.dumps(
-        {"episodes": 10, "return_mean": 500.0, "returns": [500.0] * 10, "complete": True}))
-    bench = results / "benchmarks" / "evaluate" / "planet" / "cartpole_swingup"
+    (results / "eval" / "planet" / task).mkdir(parents=True)
+    (results / "eval" / "planet" / task / "seed0.json").write_text(json.dumps(
+        {"episodes": 10, "return_mean": test_return, "returns": [test_return] * 10, "complete": True}))
+    bench = results / "benchmarks" / "evaluate" / "planet" / task
     bench.mkdir(parents=True)
     (bench / "seed0.tsv").write_text("s\th:m:s\tmax_rss\n80.0\t0:01:20\t900\n")
+    return run
+
+
+def test_task_hours_projects_from_the_other_tasks_and_measures_the_finished(tmp_path):
+    """cartpole (action repeat 8: 125 agent steps) finished (`make_campaign_run`). walker (repeat 2: 500 steps, 4x
+    cartpole's) not started: its projection = 100 training episodes x (50 + 12.5 x 4) s + 6 evaluations (episodes
+    20, 40, ..., 100 and the last, 105) x 40 x 4 s + 80 x 4 s = 11,280 s = 3.13 h."""
+    results = tmp_path / "results"
+    make_campaign_run(results)
 
     runs = report.collect_runs(results)
     compute = report.compute_table(runs)
@@ -783,6 +790,73 @@ def test_task_hours_projects_from_the_other_tasks_and_measures_the_finished(tmp_
     assert cartpole["measured_hours"] == round((10540 - 600 + 80) / 3600, 2)
     # estimated undisturbed: 100 x 62.5 s + 6 x 40 s + 80 s
     assert cartpole["estimated_hours"] == round((6250 + 240 + 80) / 3600, 2)
+
+
+def _record_view(out: Path) -> dict:
+    """What a reader sees of cartpole in a report: its Table 1 cell, curve, compute row, hours, GIF and strip."""
+    def read(name: str) -> pd.DataFrame:  # NaN as None, so that two views compare equal
+        frame = pd.read_csv(out / name)
+        return frame.astype(object).where(frame.notna(), None)
+
+    table, curves, compute = read("table1.csv"), read("curves.csv"), read("compute.csv")
+    hours = read("task_hours.csv").set_index("task")
+    return {"cell": table.loc[table["method"] == "PlaNet (RSSM)", "cartpole_swingup"].tolist(),
+            "curve": curves[curves["task"] == "cartpole_swingup"].to_dict(orient="records"),
+            "compute": compute[compute["task"] == "cartpole_swingup"].to_dict(orient="records"),
+            "hours": hours.loc["cartpole_swingup"].to_dict(),
+            "gif": (out / "videos" / "planet_cartpole_swingup.gif").read_bytes(),
+            "strip": (out / "record" / "planet" / "cartpole_swingup" / "seed0" / "openloop.png").read_bytes()}
+
+
+def test_a_finished_run_outlives_its_run_directory(tmp_path):
+    """A campaign loses every run directory with its machine: the report's record keeps a finished run's numbers,
+    curve, costs, GIF and open-loop strip, so the next machine's report (another task training, cartpole's run
+    directory gone) shows cartpole exactly as before and says it comes from the record. An unfinished rerun of a
+    recorded run does not replace it; a finished one does."""
+    import shutil
+
+    from planet.video import save_gif
+
+    first = tmp_path / "machine1"
+    run = make_campaign_run(first)
+    (run / "eval").mkdir()
+    save_gif(run / "eval" / "eval.gif", np.full((10, 64, 64, 3), 90, np.uint8))
+    import imageio.v3 as iio
+
+    iio.imwrite(run / "eval" / "openloop.png", np.full((128, 640, 3), 200, np.uint8))
+    out = tmp_path / "out"
+    report.build_report(first, out)
+    record = out / "record" / "planet" / "cartpole_swingup" / "seed0"
+    assert sorted(p.name for p in record.iterdir()) == ["agent.gif", "openloop.png", "run.json"]
+    assert json.loads((record / "run.json").read_text())["final"] == 500.0
+    before = _record_view(out)
+    assert before["cell"] == [500.0]
+    assert "Runs shown from the record" not in (out / "README.md").read_text()
+
+    shutil.rmtree(first)  # the machine is gone; the next one trains walker
+    second = tmp_path / "machine2"
+    make_run(second, "planet", "walker_walk", 0, None, complete=False, evaluation=None)
+    report.build_report(second, out)
+    assert _record_view(out) == before
+    text = (out / "README.md").read_text()
+    assert "## Runs shown from the record" in text and "run directory" in text
+    hours = pd.read_csv(out / "task_hours.csv").set_index("task")
+    assert hours.loc["cartpole_swingup", "status"] == "finished"
+    assert (out / "figures" / "openloop_planet.png").is_file()
+
+    make_run(second, "planet", "cartpole_swingup", 0, None, complete=False, evaluation=None)  # a mistaken rerun
+    report.build_report(second, out)
+    assert _record_view(out) == before
+    shutil.rmtree(second / "runs" / "planet" / "cartpole_swingup")
+    shutil.rmtree(second / "eval", ignore_errors=True)
+    shutil.rmtree(second / "benchmarks", ignore_errors=True)
+    make_campaign_run(second, test_return=700.0)  # finished again, with another result: it replaces the record
+    report.build_report(second, out)
+    assert json.loads((record / "run.json").read_text())["final"] == 700.0
+    assert sorted(p.name for p in record.iterdir()) == ["run.json"]  # the new run has no GIF and no strip
+    table = pd.read_csv(out / "table1.csv")
+    assert table.loc[table["method"] == "PlaNet (RSSM)", "cartpole_swingup"].tolist() == [700.0]
+    assert "Runs shown from the record" not in (out / "README.md").read_text()
 
 
 @pytest.mark.slow

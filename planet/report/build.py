@@ -18,7 +18,15 @@ from planet.report.costs import COMPUTE_COLUMNS, compute_table, task_hours
 from planet.report.figures import FigureInputs, draw_figures, plot_aggregate, plot_performance_profile
 from planet.report.grid import FigureSpec, VariantInfo, pipeline_figures, variant_infos
 from planet.report.published import PUBLISHED_SCORES, TASKS, load_published
-from planet.report.readme import ReadmeInputs, append_compute, append_progress, append_task_hours, write_readme
+from planet.report.readme import (
+    ReadmeInputs,
+    append_compute,
+    append_progress,
+    append_records,
+    append_task_hours,
+    write_readme,
+)
+from planet.report.record import RECORD_DIR, RECORD_FILE, kept_records_frame, merge_records, read_records, write_records
 from planet.report.runs import Run, collect_runs, curves_frame, missing_runs, progress_table
 from planet.report.stats import aggregate_scores, episodes_needed, final_frame, reference_aggregate, summarise
 from planet.report.tables import write_table1
@@ -85,14 +93,15 @@ REPLACED_DIRS = ("metrics", "videos")  # directories whose files are all this re
 def build_report(results: Path, out: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Write the report of RESULTS into OUT (`_build`'s arguments and result). The report is built in a staging
     directory beside OUT and each file is then moved into place (os.replace), so a report interrupted at any moment
-    leaves every file of OUT complete: the previous report's or the new one's, never half of one."""
+    leaves every file of OUT complete: the previous report's or the new one's, never half of one. It reads and
+    extends OUT's record of finished runs (planet/report/record.py), which it never deletes."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for old in out.parent.glob(f".{out.name}.tmp-*"):  # left by an interrupted build
         shutil.rmtree(old, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
-        result = _build(results, stage, *args, **kwargs)
+        result = _build(results, stage, *args, record=out / RECORD_DIR, **kwargs)
         made = {path: out / path.relative_to(stage) for path in sorted(stage.rglob("*"))}
         for path, target in made.items():
             if path.is_dir():
@@ -104,9 +113,10 @@ def build_report(results: Path, out: Path, *args: Any, **kwargs: Any) -> dict[st
         for name in OPTIONAL_FILES:
             if out / name not in new:
                 (out / name).unlink(missing_ok=True)
-        for sub in REPLACED_DIRS:
-            if (out / sub).is_dir():
-                for stale in {p for p in (out / sub).iterdir() if p.is_file()} - new:
+        rewritten = [out / sub for sub in REPLACED_DIRS] + [p.parent for p in new if p.name == RECORD_FILE]
+        for directory in rewritten:  # a record rewritten for a run is all its new files too
+            if directory.is_dir():
+                for stale in {p for p in directory.iterdir() if p.is_file()} - new:
                     stale.unlink()
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -118,7 +128,7 @@ def _build(results: Path, out: Path, variants: Mapping[str, Any] | None = None,
                  title: str = "PlaNet reproduction: results", expected: Mapping[str, Mapping] | None = None,
                  published: Path = PUBLISHED_SCORES, figures: Mapping[str, FigureSpec] | None = None,
                  cem_grid: CemGrid | Mapping[str, Any] | None = None, order: Sequence[str] | None = None,
-                 groups: Mapping[str, str] | None = None) -> dict[str, Any]:
+                 groups: Mapping[str, str] | None = None, record: Path | None = None) -> dict[str, Any]:
     """Write the report of RESULTS into OUT (see the package docstring); returns {"files", "table", "missing",
     "aggregate", "runs"}.
 
@@ -128,13 +138,16 @@ def _build(results: Path, out: Path, variants: Mapping[str, Any] | None = None,
     for the variants of the report); expected: {variant: {"tasks": [...], "seeds": [...]}} for the list of missing runs;
     figures: the figures to draw (planet/report/grid.py `figure_specs`; default: those of params/pipeline.yaml);
     cem_grid: the preset's CEM grid (planet/cem_grid.py, or its JSON), whose results under RESULTS/cem_grid/ go into
-    OUT/cem_grid.csv and the `cem_grid` figures (none without it).
+    OUT/cem_grid.csv and the `cem_grid` figures (none without it); record: the record of finished runs to read
+    (planet/report/record.py; the report writes its new records to OUT/record).
     """
     results, out = Path(results), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     specs = pipeline_figures() if figures is None else figures
     runs = collect_runs(results)
+    if record is not None:
+        runs = merge_records(runs, read_records(record))
     pub = load_published(published)
     infos = variant_infos(variants, {r.variant for r in runs}, expected, order, groups)
     tasks, found_tasks = _report_tasks(runs, expected)
@@ -173,6 +186,7 @@ def _build(results: Path, out: Path, variants: Mapping[str, Any] | None = None,
                                        cem=cem))
     written.append(readme)
     agent = "planet" if "planet" in infos else next(iter(infos), None)
+    shown = {}
     if agent is not None:
         shown = write_agent_videos(runs, agent, tasks, out / "videos", written)
         with open(readme, "a", encoding="utf-8") as fh:
@@ -193,5 +207,10 @@ def _build(results: Path, out: Path, variants: Mapping[str, Any] | None = None,
         compute.to_csv(out / "compute.csv", index=False)
         written.append(out / "compute.csv")
         append_compute(readme, compute)
+    kept = kept_records_frame(runs)
+    if len(kept):
+        append_records(readme, kept)
+    if record is not None:
+        written += write_records(runs, out / RECORD_DIR, shown)
     return {"files": [str(p) for p in written], "table": json_clean(table.to_dict(orient="records")),
             "missing": missing, "aggregate": json_clean(aggregate.to_dict(orient="records")), "runs": len(runs)}

@@ -100,6 +100,8 @@ def compute_row(run: Run) -> dict[str, Any] | None:
     updates) are not timed by the runs and left out."""
     from planet.tracking import read_metrics
 
+    if run.cost is not None:  # a run shown from the report's record (planet/report/record.py)
+        return dict(run.cost)
     try:
         records = read_metrics(run.path / "metrics.jsonl")
     except (OSError, ValueError):

@@ -438,11 +438,13 @@ def write_readme(r: ReadmeInputs) -> Path:
     return path
 
 
-def _append_section(readme: Path, title: str, text: str, frame: pd.DataFrame, csv_name: str) -> None:
-    """Append `## title`, `text`, a link to the frame's CSV and the frame as a Markdown table to the README."""
+def _append_section(readme: Path, title: str, text: str, frame: pd.DataFrame, csv_name: str | None) -> None:
+    """Append `## title`, `text`, a link to the frame's CSV (if it has one) and the frame as a Markdown table to the
+    README."""
     shown = frame.astype(object).where(frame.notna(), MISSING)
+    link = f" Also as [CSV]({csv_name})." if csv_name else ""
     with open(readme, "a", encoding="utf-8") as fh:
-        fh.write(f"\n## {title}\n\n{text} Also as [CSV]({csv_name}).\n\n" + shown.to_markdown(index=False) + "\n")
+        fh.write(f"\n## {title}\n\n{text}{link}\n\n" + shown.to_markdown(index=False) + "\n")
 
 
 def append_progress(readme: Path, progress: pd.DataFrame) -> None:
@@ -452,6 +454,15 @@ def append_progress(readme: Path, progress: pd.DataFrame) -> None:
                     "first episode, pauses and restarts included), and its latest in-training evaluation "
                     "(noise-free, `eval` split; not a final result, and not used in Table 1, the statistics or the "
                     "aggregate).", progress, "progress.csv")
+
+
+def append_records(readme: Path, kept: pd.DataFrame) -> None:
+    """The README's list of the runs shown from the report's record (planet/report/record.py)."""
+    _append_section(readme, "Runs shown from the record",
+                    "These runs' directories are not in the results directory (a run of a long campaign lives only "
+                    "on the machine that ran it); their numbers, curves, costs, GIFs and open-loop strips come from "
+                    "the record the report wrote when they finished (`record/VARIANT/TASK/seedN/`, committed with "
+                    "the report; `source` says where each record's numbers were taken from).", kept, None)
 
 
 def append_task_hours(readme: Path, hours: pd.DataFrame, label: str) -> None:

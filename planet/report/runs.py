@@ -53,6 +53,9 @@ class Run:
     curve: pd.DataFrame = field(default_factory=pd.DataFrame)
     openloop: Path | None = None
     diagnostics: dict | None = None  # `planet diagnose`'s result (planet/diagnostics.py), if the run was diagnosed
+    video: Path | None = None  # GIF of its final evaluation (RUN/eval/eval.gif; a record's: the report's small copy)
+    cost: dict | None = None  # a record's compute row (planet/report/costs.py); a run directory's is computed
+    record: str | None = None  # where a record's numbers come from, when the run is shown from the report's record
 
 
 def read_json(path: Path) -> dict | None:
@@ -162,6 +165,7 @@ def read_run(results: Path, variant: str, task: str, seed: int, path: Path) -> R
     run.preset = summary.get("preset") or config.get("preset") or evaluation.get("preset")
     strip = path / "eval" / "openloop.png"
     run.openloop = strip if strip.is_file() and strip.stat().st_size > 0 else None
+    run.video = path / "eval" / "eval.gif" if (path / "eval" / "eval.gif").is_file() else None
     run.diagnostics = read_json(path / "diagnostics.json") or read_json(
         results / "diagnostics" / variant / task / f"seed{seed}.json")
     return run

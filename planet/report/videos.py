@@ -10,6 +10,7 @@ clip still runs in real time)."""
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -56,11 +57,16 @@ def write_agent_videos(runs: Sequence[Run], variant: str, tasks: Sequence[str], 
     shown: dict[str, tuple[Run, Path]] = {}
     for task in tasks:
         candidates = sorted((r for r in runs if r.variant == variant and r.task == task and r.complete
-                             and (r.path / "eval" / "eval.gif").is_file()), key=lambda r: r.seed)
+                             and r.video is not None), key=lambda r: r.seed)
         for run in candidates:
             out.mkdir(parents=True, exist_ok=True)
             path = out / f"{variant}_{task}.gif"
-            if agent_gif(run.path / "eval" / "eval.gif", path):
+            if run.record is not None:  # a record keeps the report's copy (planet/report/record.py)
+                shutil.copyfile(run.video, path)
+                written.append(path)
+                shown[task] = (run, path)
+                break
+            if agent_gif(run.video, path):
                 written.append(path)
                 shown[task] = (run, path)
                 break

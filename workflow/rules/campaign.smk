@@ -3,7 +3,8 @@
 #   snakemake --cores 2 --config preset=cpu100k next_task
 #
 # builds the seed episodes, training and held-out evaluation of the first task in the preset's `campaign_order`
-# whose evaluations are not all on disk. Rerun the same command to resume that task (a training job resumes from
+# that is not done: its evaluations are not all on disk, nor its runs in the committed report's record
+# (reports/PRESET/record/, planet/report/record.py), which is what survives a lost machine. Rerun the same command to resume that task (a training job resumes from
 # its checkpoint) or, once its evaluations are written, to start the next one. The report is not part of the
 # target: `planet report --pipeline-preset PRESET` regenerates the record from whatever has finished.
 

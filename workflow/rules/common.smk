@@ -15,6 +15,7 @@ from planet import config as agent_config
 from planet import diagnostics as diagnostics_lib
 from planet import resources as resources_lib
 from planet.report.grid import figure_specs
+from planet.report.record import RECORD_DIR, RECORD_FILE, record_path
 from planet import tasks as task_table
 from planet.tracking import resolve_tracking_uri
 
@@ -312,15 +313,27 @@ if sorted(CAMPAIGN_ORDER) != sorted(TASKS):
     )
 
 
+def task_runs(task: str) -> list[tuple[str, int]]:
+    """(variant, seed) of every single-task run on `task`."""
+    return [(v, s) for v in VARIANTS if v not in MULTITASK_VARIANTS and task in variant_tasks(v) for s in SEEDS]
+
+
 def task_evals(task: str) -> list[str]:
     """The held-out evaluation files that finish `task`: every single-task variant and seed that runs on it."""
-    return [eval_file(v, task, s) for v in VARIANTS if v not in MULTITASK_VARIANTS and task in variant_tasks(v)
-            for s in SEEDS]
+    return [eval_file(v, task, s) for v, s in task_runs(task)]
+
+
+def task_done(task: str) -> bool:
+    """Every run on `task` has its held-out evaluation on disk, or its record in the committed report (a campaign's
+    run directories go with their machine; its report's record stays: planet/report/record.py)."""
+    return all(os.path.exists(eval_file(v, task, s))
+               or os.path.exists(record_path(f"{REPORT_DIR}/{RECORD_DIR}", v, task, s) / RECORD_FILE)
+               for v, s in task_runs(task))
 
 
 def next_campaign_task() -> str | None:
-    """The first task of `campaign_order` with an evaluation file missing; None once every task is done."""
-    return next((t for t in CAMPAIGN_ORDER if not all(os.path.exists(f) for f in task_evals(t))), None)
+    """The first task of `campaign_order` not done (`task_done`); None once every task is done."""
+    return next((t for t in CAMPAIGN_ORDER if not task_done(t)), None)
 
 
 NEXT_TASK = next_campaign_task()
