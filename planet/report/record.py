@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +62,7 @@ def write_record(run: Run, directory: Path, cost: Mapping[str, Any] | None, vide
     payload = {"format": RECORD_FORMAT, "variant": run.variant, "task": run.task, "seed": run.seed,
                **{key: getattr(run, key) for key in _SCALARS},
                "curve": curve.to_dict(orient="records"), "cost": dict(cost) if cost else None,
-               "diagnostics": run.diagnostics, "source": source,
-               "written": datetime.now(UTC).isoformat(timespec="seconds")}
+               "diagnostics": run.diagnostics, "source": source}  # no timestamp: a report is deterministic
     path = directory / RECORD_FILE
     atomic_write_json(path, json_clean(payload))
     return path
