@@ -27,7 +27,7 @@ from planet import config as config_lib
 from planet import rundir
 from planet.config import ConfigError
 from planet.envs import episode_seed
-from planet.utils import atomic_write_text
+from planet.utils import PlanetError
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +153,14 @@ def _run_config(kind: str, agent: config_lib.Config, settings: BaselineSettings)
     return out
 
 
-def _tracker(kind: str, run_dir: Path, run_cfg: dict, tags: dict[str, str], mlflow: bool, experiment: str,
-             name_suffix: str = ""):
-    from planet.tracking import Tracker
-
+def _tracker(kind: str, run_dir: Path, agent: config_lib.Config, run_cfg: dict, tags: dict[str, str],
+             experiment: str | None, name_suffix: str = ""):
+    """The run's tracker (`rundir.tracker`): named by its variant (the pipeline's variant tag, else the baseline's
+    kind), task and seed, then `name_suffix`, which tells apart runs of one variant (the CEM grid's planner sizes)."""
     all_tags = {"task": run_cfg["task"], "seed": run_cfg["seed"], "agent_preset": run_cfg["preset"], "variant": kind,
-                "baseline": kind, "params_hash": rundir.digest(run_cfg), **rundir.git_tags(run_dir), **tags}
-    # the pipeline's variant tag wins; the suffix tells apart runs of one variant (the CEM grid's planner sizes)
-    name = rundir.run_name(all_tags["variant"], run_cfg["task"], run_cfg["seed"]) + name_suffix
-    return Tracker(run_dir, experiment=experiment, run_name=name, params=run_cfg, tags=all_tags,
-                   enabled=mlflow)
+                "baseline": kind, "params_hash": config_lib.digest(run_cfg), **tags}
+    return rundir.tracker(run_dir, agent, tags=all_tags, params=run_cfg, experiment=experiment,
+                          name_suffix=name_suffix, writer=True)
 
 
 def _result(run_cfg: dict, returns: list[float], split: str, **extra: Any) -> dict[str, Any]:
@@ -201,7 +199,7 @@ def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[
     rundir.claim(run_dir, run_cfg, on_change="archive")  # another config's run is moved to .replaced/
     if (summary := rundir.finished(run_dir)) is not None:
         return summary
-    for stale in ("evaluation.json", "metrics.jsonl"):
+    for stale in (rundir.EVALUATION_FILE, rundir.METRICS_FILE):
         (run_dir / stale).unlink(missing_ok=True)  # an interrupted run starts over (see above): a fresh curve
     budget = budget_env_steps(agent, cfg)
     env, eval_env = (PixelGymEnv(task, seed, cfg.frame_stack, agent.env.action_repeat, agent.env.episode_env_steps,
@@ -229,7 +227,7 @@ def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[
             returns.append(total)
         return returns
 
-    tracker = _tracker("sac", run_dir, run_cfg, tags or {}, agent.run.mlflow, experiment or agent.run.experiment)
+    tracker = _tracker("sac", run_dir, agent, run_cfg, tags or {}, experiment)
     state = {"episodes": 0, "return": 0.0, "last_eval": {}}
     start = time.perf_counter()
 
@@ -264,15 +262,15 @@ def train_sac(task: str, preset: str, seed: int, run_dir: Path, overrides: list[
             log_eval(env_steps)
         test = evaluate("test", agent.eval.episodes)
         evaluation = _result(run_cfg, test, "test", train_episodes=state["episodes"], env_steps=env_steps)
-        atomic_write_text(run_dir / "evaluation.json", json.dumps(evaluation, indent=2))
+        own = rundir.write_result(run_dir, rundir.EVALUATION_FILE, evaluation)
         tracker.log_metrics({"test/return_mean": evaluation["return_mean"],
                              "test/return_std": evaluation["return_std"]}, step=env_steps)
         summary = {"task": task, "seed": seed, "preset": preset, "baseline": "sac", "augment": cfg.augment,
                    "episodes": state["episodes"], "env_steps": env_steps, "updates": int(model._n_updates),
                    "final_eval": {k: v for k, v in state["last_eval"].items() if k.startswith("eval/")},
                    "wall_s": time.perf_counter() - start}
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-        tracker.log_artifact(run_dir / "evaluation.json")
+        rundir.write_summary(run_dir, summary)
+        tracker.log_artifact(own)
     env.close()
     eval_env.close()
     return summary
@@ -307,8 +305,8 @@ def run_simulator(task: str, preset: str, seed: int, run_dir: Path, overrides: l
         (run_dir / rundir.SUMMARY_FILE).unlink(missing_ok=True)
     if (summary := rundir.finished(run_dir)) is not None:
         return summary
-    done_path = run_dir / "episodes.json"
-    done: list[dict] = json.loads(done_path.read_text()) if done_path.exists() else []
+    done_path = run_dir / rundir.SIMULATOR_EPISODES_FILE
+    done: list[dict] = _read_episodes(done_path)
 
     if done and same_episodes(done[0].get("config") or {"simulator": {}}) != same_episodes(run_cfg):
         log.warning("%s: settings changed; starting the episodes over", run_dir)
@@ -316,8 +314,8 @@ def run_simulator(task: str, preset: str, seed: int, run_dir: Path, overrides: l
     sizes = simulator_planner(agent, settings.simulator)
     overridden = any(getattr(settings.simulator, key) is not None for key in PLANNER_SIZES)
     workers = settings.simulator.workers or os.cpu_count() or 1
-    tracker = _tracker("simulator", run_dir, run_cfg, tags or {}, agent.run.mlflow,
-                       experiment or agent.run.experiment, f"-{planner_label(sizes)}" if overridden else "")
+    tracker = _tracker("simulator", run_dir, agent, run_cfg, tags or {}, experiment,
+                       f"-{planner_label(sizes)}" if overridden else "")
     with tracker, PixelEnv(task, seed, action_repeat=agent.env.action_repeat,
                            episode_env_steps=agent.env.episode_env_steps) as env, \
             SimulatorPlanner(task, seed, **sizes, workers=workers, action_repeat=agent.env.action_repeat,
@@ -325,7 +323,7 @@ def run_simulator(task: str, preset: str, seed: int, run_dir: Path, overrides: l
         for m in range(len(done), settings.simulator.episodes or agent.eval.episodes):
             result = run_episode(env, planner, episode_seed(seed, "test", m))
             done.append({"config": run_cfg, **result})
-            atomic_write_text(done_path, json.dumps(done, indent=2))
+            rundir.write_json(done_path, done)
             tracker.log_metrics({"test/episode_return": result["return"], "perf/episode_s": result["seconds"]},
                                 step=m)
             if progress:
@@ -334,13 +332,24 @@ def run_simulator(task: str, preset: str, seed: int, run_dir: Path, overrides: l
         evaluation = _result(run_cfg, returns, "test", train_episodes=0, env_steps=0,
                              seconds_per_episode=float(np.mean([d["seconds"] for d in done])), workers=workers,
                              planner=sizes)
-        atomic_write_text(run_dir / "evaluation.json", json.dumps(evaluation, indent=2))
+        own = rundir.write_result(run_dir, rundir.EVALUATION_FILE, evaluation)
         summary = {"task": task, "seed": seed, "preset": preset, "baseline": "simulator", "episodes": 0,
                    "env_steps": 0, "final_eval": {"eval/return_mean": evaluation["return_mean"],
                                                   "eval/return_std": evaluation["return_std"]},
                    "seconds_per_episode": evaluation["seconds_per_episode"], "workers": workers}
         tracker.log_metrics({"test/return_mean": evaluation["return_mean"],
                              "test/return_std": evaluation["return_std"]}, step=len(done))
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-        tracker.log_artifact(run_dir / "evaluation.json")
+        rundir.write_summary(run_dir, summary)
+        tracker.log_artifact(own)
     return summary
+
+
+def _read_episodes(path: Path) -> list[dict]:
+    """The simulator baseline's finished episodes (RUN/episodes.json); [] before the first one."""
+    try:
+        done = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise PlanetError(f"{path} cannot be read ({exc}) - delete it to play the episodes again") from None
+    return done if isinstance(done, list) else []

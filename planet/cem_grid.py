@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from planet import rundir
 from planet.baselines import PLANNER_SIZES, planner_label
 from planet.config import ConfigError
 from planet.tasks import TASKS
@@ -244,7 +245,7 @@ def results_frame(results: Path | str, grid: CemGrid) -> Any:
     for axis in grid.axes():
         for value, point in grid.axis_points(axis):
             run = point_dir(results, grid, point)
-            evaluation = _read(run / "evaluation.json") if (run / "summary.json").exists() else None
+            evaluation = _read(run / rundir.EVALUATION_FILE) if (run / rundir.SUMMARY_FILE).exists() else None
             if evaluation is not None and evaluation.get("planner", point.sizes()) != point.sizes():
                 log.warning("%s: planned with %s, not %s; left out", run, evaluation["planner"], point.sizes())
                 evaluation = None

@@ -22,6 +22,7 @@ import json
 import os
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -274,8 +275,7 @@ class Config:
 
     def digest(self) -> str:
         """Short hash of `identity` (used to tag runs, name run directories and detect a changed config)."""
-        payload = json.dumps(self.identity(), sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+        return digest(self.identity())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -519,7 +519,21 @@ def load(path: Path) -> Config:
     return config
 
 
-def diff(a: Config, b: Config) -> dict[str, tuple[Any, Any]]:
-    """Differences of identity (`Config.identity`): what makes two configs different runs."""
-    fa, fb = flatten(a.identity()), flatten(b.identity())
-    return {k: (fa[k], fb[k]) for k in fa if fa[k] != fb[k]}
+def identity(config: Config | Mapping[str, Any]) -> Mapping[str, Any]:
+    """What makes a config a different run: :meth:`Config.identity` for the agent's config; all of a plain mapping
+    (the baselines' run configs)."""
+    return config.identity() if isinstance(config, Config) else config
+
+
+def digest(config: Config | Mapping[str, Any]) -> str:
+    """The short hash of a config's :func:`identity` that tags its runs (``params_hash``), names its run directories
+    and says when a run directory holds another config; the one such hash."""
+    payload = json.dumps(identity(config), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def diff(a: Config | Mapping[str, Any], b: Config | Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Differences of :func:`identity` (what makes two configs different runs), by dotted key: {key: (a's, b's)},
+    None for a key that one of them lacks."""
+    fa, fb = flatten(dict(identity(a))), flatten(dict(identity(b)))
+    return {k: (fa.get(k), fb.get(k)) for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)}

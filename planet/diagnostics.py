@@ -61,7 +61,7 @@ from planet.utils import PlanetError, derive_seed, numpy_generator, torch_genera
 
 log = logging.getLogger(__name__)
 
-RESULT_FILE = "diagnostics.json"
+RESULT_FILE = rundir.DIAGNOSTICS_FILE
 StateGroups = list[tuple[str, int]]
 """Names and sizes of the state's groups, in the order of the flattened state (planet/envs.py `state_groups`)."""
 Samples = dict[int, tuple[np.ndarray, np.ndarray]]
@@ -340,8 +340,8 @@ def diagnose_run(run_dir: Path, device: torch.device, overrides: Sequence[str] |
     run_dir = Path(run_dir)
     cfg, model = rundir.load_model(run_dir, device)
     settings = resolve_settings(cfg.preset, overrides)
-    train = training_episodes(run_dir / "episodes", settings.train_episodes)
-    groups = state_groups([meta for _, meta in train], str(run_dir / "episodes"))
+    train = training_episodes(run_dir / rundir.EPISODES_DIR, settings.train_episodes)
+    groups = state_groups([meta for _, meta in train], str(run_dir / rundir.EPISODES_DIR))
     rows = len(train[0][0]["reward"])
     if settings.context - 1 + settings.distances[-1] >= rows:
         raise ConfigError(f"distance {settings.distances[-1]} after {settings.context} context frames does not fit "

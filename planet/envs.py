@@ -140,6 +140,8 @@ def episode_seed(run_seed: int, split: str, index: int) -> int:
 
     Derived with ``numpy.random.SeedSequence`` so that seeds of different splits and
     indices are decorrelated (not just ``run_seed + index``, which overlaps across runs).
+    The generators of a run's components are seeded by name with :func:`planet.utils.derive_seed` instead (63-bit;
+    why the two stay separate is said there).
     """
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; valid splits are: {', '.join(SPLITS)}")

@@ -28,9 +28,9 @@ def evaluate_run(run_dir: Path, device: torch.device, episodes: int | None = Non
         "episodes": episodes, "returns": [float(r) for r in returns],
         "return_mean": float(returns.mean()), "return_std": float(returns.std()),
         "train_episodes": counters.get("episodes"), "env_steps": counters.get("env_steps"),
-        "complete": (run_dir / "summary.json").exists(),
+        "complete": (run_dir / rundir.SUMMARY_FILE).exists(),
     }
-    own = rundir.write_result(run_dir, "evaluation.json", result, out)
+    own = rundir.write_result(run_dir, rundir.EVALUATION_FILE, result, out)
     with rundir.tracker(run_dir, cfg) as tracker:  # the training run's MLflow run, whatever the cwd
         tracker.log_metrics({"test/return_mean": result["return_mean"], "test/return_std": result["return_std"]},
                             step=int(counters.get("env_steps") or 0))

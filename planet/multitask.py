@@ -46,21 +46,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from planet import config as config_lib
+from planet import rundir
 from planet.config import Config, ConfigError
 from planet.envs import PixelEnv
 from planet.rollouts import EnvPool, collect_episode, evaluate, evaluation_metrics, make_env
 from planet.tasks import task_list
 from planet.tracking import read_metrics
 from planet.train import Trainer
-from planet.utils import atomic_write_json, atomic_write_text
+from planet.utils import atomic_write_text
 from planet.video import write_eval_artifacts
 
 __all__ = ["MultiTaskTrainer", "PaddedEnv", "TaskEnvPool", "task_config", "write_views"]
 
 log = logging.getLogger(__name__)
 
-VIEW_FILE = "view.json"
+VIEW_FILE = rundir.VIEW_FILE
 VIEW_EVAL_KEYS = ("return_mean", "return_std", "return_min", "return_max", "episodes")
 
 
@@ -167,7 +167,7 @@ class MultiTaskTrainer(Trainer):
             means.append(float(returns.mean()))
             if final:
                 for path in write_eval_artifacts(self.model, episodes[0], cfg, self.device,
-                                                 self.run_dir / "eval" / task):
+                                                 self.run_dir / rundir.EVAL_DIR / task):
                     self.tracker.log_artifact(path, f"eval/{task}")
         metrics.update({"eval/return_mean": float(np.mean(means)), "episodes": float(self.rounds),
                         "perf/eval_s": time.perf_counter() - t0})
@@ -213,44 +213,39 @@ def write_views(run_dir: Path, views: Path) -> list[Path]:
     from the run's files: a view never disagrees with its run.
     """
     run_dir, views = Path(run_dir), Path(views)
-    config = config_lib.load(run_dir / "config.yaml")
+    config = rundir.load_config(run_dir)
     tasks = task_list(config.task)
     steps = config.env.episode_env_steps
-    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path = run_dir / rundir.METRICS_FILE
     records = read_metrics(metrics_path) if metrics_path.exists() else []
-    progress = _read_json(run_dir / "progress.json")
-    summary = _read_json(run_dir / "summary.json")
+    progress = rundir.progress(run_dir)
+    summary = rundir.read_json(run_dir / rundir.SUMMARY_FILE)
     out = []
     for task in tasks:
         view = views / task / f"seed{config.seed}"
         view.mkdir(parents=True, exist_ok=True)
-        cfg = task_config(config, task)
-        config_lib.save(cfg, view / "config.yaml")
+        rundir.save_config(view, task_config(config, task))
         lines = _view_records(records, task, steps)
-        atomic_write_text(view / "metrics.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+        atomic_write_text(view / rundir.METRICS_FILE, "".join(json.dumps(line) + "\n" for line in lines))
         rounds = progress.get("episodes", 0) // len(tasks)
-        atomic_write_json(view / "progress.json", {"episodes": rounds, "updates": progress.get("updates", 0),
-                                                    "env_steps": rounds * steps})
-        atomic_write_json(view / VIEW_FILE, {"view_of": str(run_dir.resolve()), "task": task, "tasks": tasks})
-        _copy_eval(run_dir / "eval" / task, view / "eval")
+        rundir.write_progress(view, {"episodes": rounds, "updates": progress.get("updates", 0),
+                                     "env_steps": rounds * steps})
+        rundir.write_json(view / VIEW_FILE, {"view_of": str(run_dir.resolve()), "task": task, "tasks": tasks})
+        _copy_eval(run_dir / rundir.EVAL_DIR / task, view / rundir.EVAL_DIR)
         if summary:
             rounds = summary["episodes"] // len(tasks)
             final = {f"eval/{key}": summary["final_eval"][f"eval/{task}/{key}"] for key in VIEW_EVAL_KEYS
                      if f"eval/{task}/{key}" in summary.get("final_eval", {})}
-            atomic_write_json(view / "summary.json", {
+            rundir.write_summary(view, {
                 **{k: summary[k] for k in ("seed", "preset", "model", "planner", "collect", "params_hash", "updates")
                    if k in summary},
                 "task": task, "multitask": config.task, "episodes": rounds, "env_steps": rounds * steps,
                 "final_eval": final, "view_of": str(run_dir.resolve()),
             })
         else:
-            (view / "summary.json").unlink(missing_ok=True)  # a view is complete only when its run is
+            (view / rundir.SUMMARY_FILE).unlink(missing_ok=True)  # a view is complete only when its run is
         out.append(view)
     return out
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _copy_eval(src: Path, dest: Path) -> None:

@@ -32,9 +32,10 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from planet.utils import json_default
 
 __all__ = [
     "STATE_GROUPS_KEY",
@@ -104,17 +105,6 @@ def _episode_problem(episode: dict[str, np.ndarray]) -> str | None:
     return None
 
 
-def _json_default(value: Any) -> Any:
-    """Let metadata carry numpy scalars/arrays and paths (e.g. an np.float32 return)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"metadata value of type {type(value).__name__} is not JSON serialisable")
-
-
 def _fsync_directory(directory: Path) -> None:
     """Make a rename/unlink in ``directory`` durable (best effort on filesystems that refuse it)."""
     try:
@@ -140,7 +130,7 @@ def save_episode(path: Path, episode: dict[str, np.ndarray], metadata: dict) -> 
             f"cannot save episode to {path}: metadata must be a dict, got {type(metadata).__name__}"
         )
     try:
-        metadata_json = json.dumps(metadata, default=_json_default, sort_keys=True, allow_nan=True)
+        metadata_json = json.dumps(metadata, default=json_default, sort_keys=True, allow_nan=True)
     except (TypeError, ValueError) as error:
         raise ValueError(f"cannot save episode to {path}: metadata: {error}") from error
 

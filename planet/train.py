@@ -1,15 +1,6 @@
 """The training loop: seed episodes, then C model updates and one collected episode, with evaluation, checkpoints
-and tracking. Everything a run writes lives in its run directory::
-
-    RUN/config.yaml        resolved config (a rerun with a different config is refused)
-    RUN/episodes/          training episodes, one .npz each (uint8 frames), written atomically
-    RUN/checkpoint.pt      latest resumable state (model, optimiser, generators, counters), written atomically
-    RUN/progress.json      counters of that checkpoint, for humans and tools
-    RUN/metrics.jsonl      every logged scalar, one JSON line per log call; the source of truth
-    RUN/params.json        flattened params; RUN/mlflow_run.json the mirrored MLflow run
-    RUN/eval/              eval.gif, openloop.png of the final evaluation
-    RUN/model.pt           final model weights (written when the run completes)
-    RUN/summary.json       written last: the run is complete
+and tracking. Everything a run writes lives in its run directory, whose files planet/rundir/ names, reads and
+writes (config, checkpoint, progress, final model, summary, tracker).
 
 Step axis: ``env_steps`` counts environment steps after action repeat (1000 per episode) over training episodes.
 The loop runs in rounds (C updates, then `collect_round`): one episode here, one of each task for the agent of
@@ -19,14 +10,14 @@ several tasks (planet/multitask.py, paper Figs. 6, 7), which reuses this loop th
 Randomness: each component owns a generator derived from (run seed, name). Episodes are seeded per index
 (planet/rollouts.py), so the only generators carried in checkpoints are the training one and the replay's.
 
-Rooms: episodes and evaluation live in planet/rollouts.py, the run directory's lifecycle (config check, archive,
-naming) in planet/rundir.py, the run's files and MLflow mirror in planet/tracking/; this module is the loop.
+Rooms: episodes and evaluation live in planet/rollouts.py, the run directory (its files, config check, archive,
+checkpoint format, model, tracker) in planet/rundir/, the tracking files and MLflow mirror in planet/tracking/; this
+module is the loop.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -38,15 +29,13 @@ from tqdm.auto import tqdm
 
 from planet import precision, resources, rundir
 from planet.config import Config, ConfigError
-from planet.models import WorldModel, preprocess
+from planet.models import preprocess
 from planet.replay import Replay, load_episode
 from planet.rollouts import EnvPool, collect_episode, evaluate, evaluation_metrics, seed_episode_files
-from planet.tracking import Tracker
-from planet.utils import PlanetError, atomic_save, atomic_write_text, derive_seed, memory_gb, torch_generator
+from planet.utils import derive_seed, memory_gb, torch_generator
 from planet.video import write_eval_artifacts
 
 log = logging.getLogger(__name__)
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -81,7 +70,7 @@ class Trainer:
             cuda_defaults(cfg.compute.tf32)
         self._build_envs()
         torch.manual_seed(derive_seed(cfg.seed, "init"))  # parameter initialisation only
-        self.model = WorldModel(cfg.model, self.action_dim).to(self.device)
+        self.model = rundir.build_model(cfg, self.device, self.action_dim)
         if cfg.compute.compile:
             self.model.compile_update()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.learning_rate, eps=cfg.train.adam_eps)
@@ -97,19 +86,15 @@ class Trainer:
         history = {f"{key}_history": rundir.tag_history(self.run_dir, f"{key}_history", key, value)
                    for key, value in chosen.items() if getattr(cfg.compute, key) == "auto"}
         self.replay = Replay(
-            self.run_dir / "episodes", self.obs_shape, self.action_dim,
+            self.run_dir / rundir.EPISODES_DIR, self.obs_shape, self.action_dim,
             capacity_steps=self.replay_capacity, seed=derive_seed(cfg.seed, "replay"),
         )
         tags = {
             "task": cfg.task, "seed": str(cfg.seed), "agent_preset": cfg.preset, "model": cfg.model.kind,
             "planner": cfg.planner.kind, "collect": cfg.collect.policy, "params_hash": cfg.digest(),
-            "device": str(self.device), **chosen, **history, **rundir.git_tags(self.run_dir), **self.extra_tags,
+            "device": str(self.device), **chosen, **history, **self.extra_tags,
         }
-        self.tracker = Tracker(
-            self.run_dir, experiment=cfg.run.experiment,
-            run_name=cfg.run_name(self.extra_tags.get("variant")), params=cfg.to_dict(), tags=tags,
-            enabled=cfg.run.mlflow, tracking_uri=rundir.tracking_uri(self.run_dir),
-        )
+        self.tracker = rundir.tracker(self.run_dir, cfg, tags=tags, writer=True)
 
     def _build_envs(self) -> None:
         """The environments (`self.pool`), the model's action size and frame shape, and the replay's capacity in rows
@@ -123,11 +108,10 @@ class Trainer:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoint.pt"
+        return self.run_dir / rundir.CHECKPOINT_FILE
 
     def save_checkpoint(self) -> None:
         state = {
-            "version": CHECKPOINT_VERSION,
             "config_digest": self.config.digest(),
             "device_type": self.device.type,
             "counters": vars(self.counters).copy(),
@@ -138,32 +122,17 @@ class Trainer:
             "replay": self.replay.state_dict(),
             "metrics_offset": self.tracker.metrics_offset(),
         }
-        atomic_save(self.checkpoint_path, lambda f: torch.save(state, f))
-        atomic_write_text(self.run_dir / "progress.json",
-                          json.dumps({**vars(self.counters), "env_steps": self.env_steps}))
+        rundir.save_checkpoint(self.run_dir, state, {**vars(self.counters), "env_steps": self.env_steps})
 
     def load_checkpoint(self) -> bool:
-        if not self.checkpoint_path.exists():
+        state = rundir.read_checkpoint(self.run_dir)  # a damaged or unreadable one: one line saying what to do
+        if state is None:
             # A run killed before its first checkpoint can have left episode files (and metrics lines) behind;
             # the replay reloaded them, so collecting episode 0 again would fail on the index. Start from scratch:
             # they are collected again identically (seeded per index).
             self.replay.truncate(0)
             self.tracker.truncate_metrics(0)
             return False
-        try:
-            # Loaded on the CPU: generator states must be CPU byte tensors for CPU and CUDA generators alike
-            # (map_location=cuda put the CUDA generator's state on the GPU and every resume on a GPU failed);
-            # load_state_dict moves the model's and the optimiser's tensors to the run's device.
-            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # atomic writes make this unlikely; say what to do if it happens
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise PlanetError(
-                f"cannot read checkpoint {self.checkpoint_path} ({type(exc).__name__}: {first}) - delete it to "
-                "restart the run from scratch (its episodes are collected again identically)"
-            ) from None
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise PlanetError(f"{self.checkpoint_path} has checkpoint version {state.get('version')}, "
-                               f"this code reads {CHECKPOINT_VERSION}")
         saved_on = state.get("device_type", "cpu")
         if saved_on != self.device.type:
             raise ConfigError(
@@ -268,7 +237,7 @@ class Trainer:
                    "perf/eval_s": time.perf_counter() - t0}
         self.tracker.log_metrics(metrics, step=self.env_steps)
         if final:
-            for path in write_eval_artifacts(self.model, episodes[0], cfg, self.device, self.run_dir / "eval"):
+            for path in write_eval_artifacts(self.model, episodes[0], cfg, self.device, self.run_dir / rundir.EVAL_DIR):
                 self.tracker.log_artifact(path, "eval")
         return metrics
 
@@ -341,10 +310,8 @@ class Trainer:
         return self._finish(last_eval, time.perf_counter() - start_wall)
 
     def _finish(self, last_eval: dict[str, float], wall_s: float) -> dict:
-        model_path = self.run_dir / "model.pt"
-        atomic_save(model_path, lambda f: torch.save(self.model.state_dict(), f))
-        self.tracker.log_artifact(model_path, "model")
-        self.tracker.log_artifact(self.run_dir / "config.yaml")
+        self.tracker.log_artifact(rundir.save_model(self.run_dir, self.model), "model")
+        self.tracker.log_artifact(self.run_dir / rundir.CONFIG_FILE)
         summary = {
             "task": self.config.task, "seed": self.config.seed, "preset": self.config.preset,
             "model": self.config.model.kind, "planner": self.config.planner.kind,
@@ -352,7 +319,7 @@ class Trainer:
             "episodes": self.counters.episodes, "env_steps": self.env_steps,
             "updates": self.counters.updates, "final_eval": last_eval, "wall_s_last_session": wall_s,
         }
-        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+        rundir.write_summary(self.run_dir, summary)
         return summary
 
 

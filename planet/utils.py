@@ -12,11 +12,15 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import IO, Any
 
 import numpy as np
 import torch
+
+TMP_PREFIX = ".tmp-"
+"""Temp files of atomic writes start with this (readers ignore them; :func:`remove_stale_temp_files` removes those
+left by a killed writer)."""
 
 
 @contextlib.contextmanager
@@ -24,7 +28,8 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temp file beside `path`; on success fsync and rename it over `path`.
 
     A crash (SIGKILL included) leaves either the old file or the new one, never a half-written file under `path`.
-    Temp files start with ``.tmp-`` so loaders can ignore and remove leftovers.
+    Temp files start with ``.tmp-`` and are ``flock``ed while written, so that :func:`remove_stale_temp_files` can
+    tell the leftovers of a killed writer from a live one's.
     A full disk or quota (ENOSPC, EDQUOT; also as torch.save's RuntimeError) raises :class:`DiskFullError`, one line
     naming the path, the space needed and the space free; the file under `path` stays as it was.
     """
@@ -32,12 +37,12 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-" + path.name + ".", dir=path.parent)
-        with os.fdopen(fd, mode) as handle:
+        handle, tmp = _locked_temp_file(path, mode)
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)  # while still locked: a cleaner never takes a finished temp file for a leftover
     except BaseException as exc:
         written, free = file_size(tmp), free_bytes(path.parent)  # free: before the temp file's space comes back
         if tmp is not None:
@@ -48,25 +53,66 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
+def _locked_temp_file(path: Path, mode: str) -> tuple[IO, str]:
+    """A new temp file beside `path`, open and ``flock``ed (retried if a cleaner removed it before it was locked)."""
+    import fcntl
+
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+        handle = os.fdopen(fd, mode)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:  # a filesystem without locks: written unlocked (and never taken for a leftover, below)
+            return handle, tmp
+        if _same_file(handle, tmp):
+            return handle, tmp
+        handle.close()  # removed by remove_stale_temp_files between mkstemp and flock: take another
+
+
+def _same_file(handle: IO, path: str | Path) -> bool:
+    try:
+        return os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def remove_stale_temp_files(directory: Path, name: str = "") -> list[Path]:
+    """Remove the temp files of atomic writes of NAME (default: of any file) in `directory` that no live writer holds:
+    those a killed process left (:func:`atomic_open` holds an ``flock`` on each while writing it). Returns them."""
+    import fcntl
+
+    removed = []
+    with contextlib.suppress(OSError):
+        for path in Path(directory).glob(f"{TMP_PREFIX}{name}.*" if name else f"{TMP_PREFIX}*"):
+            with contextlib.suppress(OSError), open(path, "rb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError: a live writer holds it
+                if _same_file(handle, path):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     with atomic_open(path, "w") as handle:
         handle.write(text)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Atomically write ``data`` as indented, key-sorted JSON (numpy/torch scalars and small arrays as numbers,
-    sets as sorted lists, anything else as its string)."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """Atomically write ``data`` as indented, key-sorted JSON (:func:`json_default` encodes what JSON lacks)."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """The project's one JSON encoder for what JSON lacks (``json.dumps(..., default=json_default)``): numpy and
+    torch scalars as numbers, arrays and tensors as lists, sets as sorted lists, paths as strings; anything else is a
+    TypeError naming its type."""
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=str)
-    with contextlib.suppress(TypeError, ValueError):
-        return value.item()  # numpy / torch scalars
-    with contextlib.suppress(TypeError, ValueError):
-        return value.tolist()  # small arrays
-    return str(value)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, (np.generic, np.ndarray, torch.Tensor)):
+        return value.tolist()  # a number for scalars (0-d arrays and tensors included)
+    raise TypeError(f"a value of type {type(value).__name__} is not JSON serialisable")
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -88,7 +134,12 @@ def atomic_save(path: Path, write: Callable[[IO], None]) -> None:
 
 
 def derive_seed(seed: int, name: str) -> int:
-    """A 63-bit seed for the component `name` of the run with `seed`; stable across Python versions."""
+    """A 63-bit seed for the component `name` of the run with `seed`; stable across Python versions.
+
+    One of the project's two seed derivations: this one seeds a run's generators (parameter initialisation, the
+    replay's sampler, training noise, ...) by name; :func:`planet.envs.episode_seed` seeds one episode's environment
+    and agent by (split, index) as a 32-bit number, which dm_control takes. They cannot share one formula without
+    changing every seed a run uses, so each run's episodes and results would change."""
     digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 

@@ -1,4 +1,4 @@
-"""One process per run directory (planet/rundir.py `lock`): a second writer fails at once with one line naming the
+"""One process per run directory (planet/rundir/lock.py `lock`): a second writer fails at once with one line naming the
 holder; a killed holder leaves no stale lock; `planet evaluate` and `planet diagnose` share a run, never with a
 training. The holder is a real second process (a tiny `python -c` script), so these run in seconds."""
 

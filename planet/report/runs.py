@@ -29,6 +29,18 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from planet.rundir import (
+    CONFIG_FILE,
+    DIAGNOSTICS_FILE,
+    EVAL_DIR,
+    EVAL_VIDEO_FILE,
+    EVALUATION_FILE,
+    METRICS_FILE,
+    OPENLOOP_FILE,
+    PROGRESS_FILE,
+    SUMMARY_FILE,
+)
+
 log = logging.getLogger(__name__)
 
 CURVE_COLUMNS = ["episodes", "env_steps", "return_mean", "return_std"]
@@ -123,7 +135,7 @@ def read_curve(path: Path) -> pd.DataFrame:
 
 def _read_config(path: Path) -> dict:
     try:
-        return yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+        return yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         return {}
     except (OSError, yaml.YAMLError) as exc:
@@ -147,13 +159,13 @@ def _section(config: dict, name: str) -> dict:
 def read_run(results: Path, variant: str, task: str, seed: int, path: Path) -> Run:
     """Collect final return, counters, learning curve and open-loop strip of one run directory."""
     run = Run(variant, task, seed, path)
-    summary = read_json(path / "summary.json")
-    evaluation = read_json(path / "evaluation.json") or read_json(
+    summary = read_json(path / SUMMARY_FILE)
+    evaluation = read_json(path / EVALUATION_FILE) or read_json(
         results / "eval" / variant / task / f"seed{seed}.json")
     config = _read_config(path)
     run.complete = summary is not None
     run.final, run.final_source = _final_return(summary, evaluation)
-    run.curve = read_curve(path / "metrics.jsonl")
+    run.curve = read_curve(path / METRICS_FILE)
     last = run.curve.iloc[-1] if len(run.curve) else {}
     summary, evaluation = summary or {}, evaluation or {}
     run.episodes = as_int(summary.get("episodes")) or as_int(evaluation.get("train_episodes")) or as_int(
@@ -163,10 +175,11 @@ def read_run(results: Path, variant: str, task: str, seed: int, path: Path) -> R
     run.planned_episodes = as_int(_section(config, "train").get("episodes"))
     run.episode_env_steps = as_int(_section(config, "env").get("episode_env_steps"))
     run.preset = summary.get("preset") or config.get("preset") or evaluation.get("preset")
-    strip = path / "eval" / "openloop.png"
+    strip = path / EVAL_DIR / OPENLOOP_FILE
     run.openloop = strip if strip.is_file() and strip.stat().st_size > 0 else None
-    run.video = path / "eval" / "eval.gif" if (path / "eval" / "eval.gif").is_file() else None
-    run.diagnostics = read_json(path / "diagnostics.json") or read_json(
+    video = path / EVAL_DIR / EVAL_VIDEO_FILE
+    run.video = video if video.is_file() else None
+    run.diagnostics = read_json(path / DIAGNOSTICS_FILE) or read_json(
         results / "diagnostics" / variant / task / f"seed{seed}.json")
     return run
 
@@ -256,8 +269,8 @@ def progress_table(runs: Sequence[Run]) -> pd.DataFrame:
         if r.complete:
             continue
         last = r.curve.iloc[-1] if len(r.curve) else None
-        progress = read_json(r.path / "progress.json") or {}
-        times = _metric_times(r.path / "metrics.jsonl")
+        progress = read_json(r.path / PROGRESS_FILE) or {}
+        times = _metric_times(r.path / METRICS_FILE)
         rows.append({"variant": r.variant, "task": r.task, "seed": r.seed,
                      "episodes": as_int(progress.get("episodes")) or r.episodes,
                      "planned_episodes": r.planned_episodes,

@@ -16,7 +16,16 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from planet.tracking.files import METRICS_FILE, PARAMS_FILE, RUN_FILE, TAGS_FILE, RunFiles, read_metrics
+from planet.tracking.files import (
+    METRICS_FILE,
+    PARAMS_FILE,
+    RUN_FILE,
+    TAGS_FILE,
+    RunFiles,
+    merge_tags,
+    read_metrics,
+    read_tags,
+)
 from planet.tracking.mirror import STATUSES, MlflowMirror
 from planet.tracking.store import (
     DEFAULT_TRACKING_URI,
@@ -39,7 +48,9 @@ __all__ = [
     "get_or_create_experiment",
     "init_store",
     "mark_replaced",
+    "merge_tags",
     "read_metrics",
+    "read_tags",
     "resolve_tracking_uri",
 ]
 

@@ -52,6 +52,20 @@ def read_metrics(path: Path) -> list[dict]:
     return records
 
 
+def read_tags(run_dir: Path) -> dict[str, str]:
+    """RUN/tags.json ({} where it is absent or unreadable: the tags only describe the run)."""
+    with contextlib.suppress(OSError, ValueError):
+        tags = json.loads((Path(run_dir) / TAGS_FILE).read_text(encoding="utf-8"))
+        if isinstance(tags, dict):
+            return tags
+    return {}
+
+
+def merge_tags(run_dir: Path, tags: Mapping[str, str]) -> None:
+    """Add or overwrite tags in RUN/tags.json (atomically; the other tags stay)."""
+    atomic_write_json(Path(run_dir) / TAGS_FILE, {**read_tags(run_dir), **tags})
+
+
 def _last_steps(path: Path, offset: int) -> dict[str, int]:
     """For the lines of ``path`` after byte ``offset``: each metric key's last step (unreadable lines skipped)."""
     last: dict[str, int] = {}
@@ -83,13 +97,7 @@ class RunFiles:
         self._metrics_fh = open(self.metrics_path, "a", encoding="utf-8")  # closed in close()
 
     def merge_tags(self, tags: Mapping[str, str]) -> None:
-        path = self.run_dir / TAGS_FILE
-        merged: dict[str, str] = {}
-        if path.exists():
-            with contextlib.suppress(ValueError):
-                merged = json.loads(path.read_text(encoding="utf-8"))
-        merged.update(tags)
-        atomic_write_json(path, merged)
+        merge_tags(self.run_dir, tags)
 
     def append_metrics(self, metrics: Mapping[str, float], step: int, now: float) -> dict[str, float]:
         """Append ``{"step", "time", **metrics}`` and return the finite values. NaN/inf are written as ``null``
