@@ -15,6 +15,10 @@
 
 Medians over `repeats` after one warm-up. What is compared (float32 vs bf16, one belief vs ten, work vs matmul rate)
 is timed in turns, so a shared machine's drift over minutes cancels in the ratios; absolute seconds still drift.
+
+The building blocks are public, for the named probes of `planet bench probe` (planet/benchmarks/): functions to
+time (`update_fn`, `plan_fn`, `matmul_fn`, `render_s`), FLOP counts (`plan_flop`) and the in-turns timer
+(`median_times`, from planet/precision.py).
 """
 
 from __future__ import annotations
@@ -33,14 +37,16 @@ from planet import precision, utils
 from planet.config import LossConfig, ModelConfig
 from planet.models import WorldModel, preprocess
 from planet.planner import cem, latent_objective
-from planet.precision import median_times as _median_times  # in turns; also used by the probes in reports/speed
+from planet.precision import median_times  # in turns after one warm-up each: the one timer of the bench and its probes
 
 
-def _median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    return _median_times([fn], repeats, device)[0]
+def median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Median seconds of `fn` over `repeats` calls after one warm-up (CUDA synchronised); compare functions with
+    `median_times`, which times them in turns."""
+    return median_times([fn], repeats, device)[0]
 
 
-def _matmul_fn(device: torch.device, n: int, count: int = 1) -> tuple[Callable[[], None], int]:
+def matmul_fn(device: torch.device, n: int, count: int = 1) -> tuple[Callable[[], None], int]:
     """`count` float32 n x n matrix multiplies as a function to time, and their FLOP."""
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
@@ -54,16 +60,21 @@ def _matmul_fn(device: torch.device, n: int, count: int = 1) -> tuple[Callable[[
 
 def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
     """float32 FLOP/s of an n x n matrix multiply (the machine's practical peak for dense float32 work)."""
-    fn, flop = _matmul_fn(device, n)
-    return flop / _median_time(fn, repeats, device)
+    fn, flop = matmul_fn(device, n)
+    return flop / median_time(fn, repeats, device)
 
 
-def _update_fn(device: torch.device, batch: int, length: int, action_dim: int = 6,
-               dtype: torch.dtype = torch.float32, compile_nets: bool = False) -> Callable[[], None]:
+def update_fn(device: torch.device, batch: int, length: int, action_dim: int = 6,
+              dtype: torch.dtype = torch.float32, compile_nets: bool = False,
+              subpixel: bool = True) -> Callable[[], None]:
     """One world-model update (forward, backward, clipping, Adam) of a paper-size model on a random B x L batch, in
-    `dtype` (as the Trainer updates), as a function to time."""
+    `dtype` (as the Trainer updates), as a function to time. `compile_nets`: the encoder and decoder compiled
+    (`compute.compile`); `subpixel=False`: the decoder's transposed convolutions all native on CPU (planet/ops.py's
+    sub-pixel form off), to compare."""
     cfg_model, cfg_loss = ModelConfig(), LossConfig()
     model = WorldModel(cfg_model, action_dim).to(device)
+    if not subpixel:
+        model.decoder._subpixel_layers = ()  # the Decoder's CPU switch (indices of its sub-pixel layers)
     if compile_nets:
         model.compile_update()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
@@ -106,14 +117,14 @@ def bench_update(device: torch.device, batch: int, length: int, repeats: int, ma
     update's FLOP (counted by FlopCounterMode) and its fraction of the matmul rate measured between its own repeats."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    fp32 = _update_fn(device, batch, length)
-    matmul, matmul_flop = _matmul_fn(device, matmul_n, count=20)
-    variants = [("bf16", _update_fn(device, batch, length, dtype=torch.bfloat16))] if bf16 else []
+    fp32 = update_fn(device, batch, length)
+    matmul, matmul_flop = matmul_fn(device, matmul_n, count=20)
+    variants = [("bf16", update_fn(device, batch, length, dtype=torch.bfloat16))] if bf16 else []
     result = {}
     if compiled:
-        result = _compile_first(lambda dtype: _update_fn(device, batch, length, dtype=dtype, compile_nets=True),
+        result = _compile_first(lambda dtype: update_fn(device, batch, length, dtype=dtype, compile_nets=True),
                                 "update", bf16, variants)
-    seconds, matmul_s, *variant_s = _median_times([fp32, matmul] + [fn for _, fn in variants], repeats, device)
+    seconds, matmul_s, *variant_s = median_times([fp32, matmul] + [fn for _, fn in variants], repeats, device)
     counter = FlopCounterMode(display=False)
     with counter:
         fp32()
@@ -128,10 +139,11 @@ def bench_update(device: torch.device, batch: int, length: int, repeats: int, ma
     return result
 
 
-def _plan_fn(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int, beliefs: int = 1,
-             action_dim: int = 6, dtype: torch.dtype = torch.float32, compiled: bool = False) -> Callable[[], None]:
+def plan_fn(device: torch.device, candidates: int, iterations: int, horizon: int, top_k: int, beliefs: int = 1,
+            action_dim: int = 6, dtype: torch.dtype = torch.float32, compiled: bool = False) -> Callable[[], None]:
     """One CEM plan of an untrained paper-size model for `beliefs` beliefs, as a function to time (as MPCAgent
-    plans: the model's planner rollout in `dtype`, under autocast)."""
+    plans: the model's planner rollout in `dtype`, under autocast; `compiled`: its whole horizon compiled, as
+    `compute.compile` does)."""
     model = WorldModel(ModelConfig(), action_dim).to(device).eval()
     gen = torch.Generator(device=device).manual_seed(0)
     belief = model.dynamics.initial(beliefs, device)
@@ -186,7 +198,7 @@ def plan_flop(device: torch.device, candidates: int, iterations: int, horizon: i
     """Matmul FLOP of one CEM plan (one belief), counted by torch's FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    run = _plan_fn(device, candidates, iterations, horizon, top_k)
+    run = plan_fn(device, candidates, iterations, horizon, top_k)
     counter = FlopCounterMode(display=False)
     with counter:
         run()
@@ -194,6 +206,8 @@ def plan_flop(device: torch.device, candidates: int, iterations: int, horizon: i
 
 
 def bench_env(task: str, steps: int) -> dict:
+    """Env steps per second of `task` with rendering, seconds per 64 px frame, and the `cpu` preset's shadow map
+    against the suite's (rendered in turns)."""
     from planet.envs import PixelEnv
 
     env = PixelEnv(task, seed=0)
@@ -208,7 +222,7 @@ def bench_env(task: str, steps: int) -> dict:
         if done:
             env.reset()
     seconds = time.perf_counter() - t0
-    render_s = _render_s(env, steps)  # render cost alone, at the observation size
+    frame_s = render_s(env, steps)  # render cost alone, at the observation size
     env.close()
     # the cpu preset's smaller shadow map (env.shadow_map_size), timed in turns with the suite's own
     from planet import config as config_lib
@@ -220,17 +234,17 @@ def bench_env(task: str, steps: int) -> dict:
         e.reset()
     for _ in range(3):
         for name, e in pair.items():
-            times[name].append(_render_s(e, max(1, steps // 3)))
+            times[name].append(render_s(e, max(1, steps // 3)))
     for e in pair.values():
         e.close()
     default_s, small_s = float(np.median(times["default"])), float(np.median(times["small"]))
     return {"task": task, "action_repeat": env.action_repeat,
             "env_steps_per_s": done_steps * env.action_repeat / seconds,
-            "agent_steps_per_s": done_steps / seconds, "render_s_per_frame": render_s,
+            "agent_steps_per_s": done_steps / seconds, "render_s_per_frame": frame_s,
             "cpu_preset_shadow_map": shadow, "render_speedup_cpu_preset_shadow_map": default_s / small_s}
 
 
-def _render_s(env, frames: int) -> float:
+def render_s(env, frames: int) -> float:
     """Seconds per 64 px frame of `env`'s current state (the GL context is made before the clock starts)."""
     env.physics.render(64, 64, camera_id=0)
     t0 = time.perf_counter()
@@ -281,15 +295,15 @@ def run_bench(device: torch.device, quick: bool = False, repeats: int = 3, compi
     update = bench_update(device, sizes["batch"], sizes["length"], repeats, matmul_n, bf16=with_bf16,
                           compiled=compiled)
     plan_args = (sizes["candidates"], sizes["iterations"], sizes["horizon"], sizes["top_k"])
-    matmul, matmul_flop = _matmul_fn(device, matmul_n, count=5)
-    variants = [("", _plan_fn(device, *plan_args))] + ([("bf16", _plan_fn(device, *plan_args, dtype=bf16))]
+    matmul, matmul_flop = matmul_fn(device, matmul_n, count=5)
+    variants = [("", plan_fn(device, *plan_args))] + ([("bf16", plan_fn(device, *plan_args, dtype=bf16))]
                                                       if with_bf16 else [])
     first_call = {}
     if compiled:
-        first_call = _compile_first(lambda dtype: _plan_fn(device, *plan_args, dtype=dtype, compiled=True), "plan",
+        first_call = _compile_first(lambda dtype: plan_fn(device, *plan_args, dtype=dtype, compiled=True), "plan",
                                     with_bf16, variants)
-    plan_s10, matmul_s, *variant_s = _median_times(
-        [_plan_fn(device, *plan_args, beliefs=10), matmul] + [fn for _, fn in variants], max(repeats, 3), device)
+    plan_s10, matmul_s, *variant_s = median_times(
+        [plan_fn(device, *plan_args, beliefs=10), matmul] + [fn for _, fn in variants], max(repeats, 3), device)
     seconds = {name: t for (name, _), t in zip(variants, variant_s, strict=True)}
     plan_s = seconds.pop("")
     plan = {"plan_s": plan_s, "plan_s_10_beliefs": plan_s10, "ten_beliefs_over_one": plan_s10 / plan_s,

@@ -23,20 +23,20 @@ def test_compared_functions_are_timed_in_turns(monkeypatch):
 
         return run
 
-    a_s, b_s = bench._median_times([timed("a", 1.0), timed("b", 3.0)], 3, torch.device("cpu"))
+    a_s, b_s = bench.median_times([timed("a", 1.0), timed("b", 3.0)], 3, torch.device("cpu"))
     assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]
     # drift at the timed calls: a at 1.2, 1.4, 1.6 and b at 1.3, 1.5, 1.7 -> medians 1.4 * 1 and 1.5 * 3
     assert abs(a_s - 1.4) < 1e-9 and abs(b_s - 4.5) < 1e-9
     in_turns = b_s / a_s  # 3.21 for a true ratio of 3
     # timed one after the other, the same drift makes b look 4x a: a at 1.1, 1.2, 1.3, then b at 1.5, 1.6, 1.7
     clock.update(now=0.0, drift=1.0)
-    a_apart = bench._median_time(timed("a", 1.0), 3, torch.device("cpu"))
-    b_apart = bench._median_time(timed("b", 3.0), 3, torch.device("cpu"))
+    a_apart = bench.median_time(timed("a", 1.0), 3, torch.device("cpu"))
+    b_apart = bench.median_time(timed("b", 3.0), 3, torch.device("cpu"))
     assert abs(b_apart / a_apart - 4.0) < 1e-9 and abs(in_turns - 3.0) < abs(b_apart / a_apart - 3.0)
 
 
 def test_matmul_block_counts_its_flop():
-    fn, flop = bench._matmul_fn(torch.device("cpu"), 8, count=3)
+    fn, flop = bench.matmul_fn(torch.device("cpu"), 8, count=3)
     fn()
     assert flop == 3 * 2 * 8**3
 
