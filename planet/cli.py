@@ -200,6 +200,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", choices=("auto", "always", "never"), default="auto",
                    help="time the bfloat16 update and plan: auto (default) where bf16 is native (AVX512-BF16, AMX, "
                    "CUDA; emulated bf16 on other CPUs is ~10x slower than float32 and would take most of the run)")
+    from planet.benchmarks import PROBES
+
+    probes = p.add_subparsers(dest="bench_command", metavar="probe")  # optional: `planet bench` alone is the bench
+    q = probes.add_parser("probe", help="run one named measurement on the CPU and print JSON lines",
+                          description="Run one named probe (planet/benchmarks/; docs/speed.md lists what each "
+                          "measures) on the CPU at the paper's sizes and print one JSON line per measured row.")
+    q.add_argument("name", choices=list(PROBES), metavar="NAME", help=f"one of: {', '.join(PROBES)}")
+    q.add_argument("probe_params", nargs="*", metavar="KEY=VALUE",
+                   help="the probe's parameters (values parsed as YAML), e.g. repeats=3 dtypes=fp32 what=plan")
+    q.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
+                   help="tiny sizes: checks the probe runs, measures nothing useful")
+    q.add_argument("--threads", type=int, default=argparse.SUPPRESS, help="torch intra-op threads")
+
+    p = sub.add_parser("cost", help="a pipeline preset's jobs and their expected hours, before they run",
+                       description="Count the jobs of a pipeline preset with a Snakemake dry run and price them per "
+                       "job kind and per task: with per-unit seconds measured now on this machine at the preset's "
+                       "sizes (an update, a model step of the planner, an environment step per task), or from a "
+                       "report's compute.csv (--from-records). planet/cost.py; docs/pipeline.md.")
+    p.add_argument("--pipeline-preset", metavar="NAME", help="preset of params/pipeline.yaml (default: its `preset:`)")
+    p.add_argument("--from-records", nargs="?", const=True, default=False, metavar="CSV",
+                   help="price from a report's compute.csv (default reports/PRESET/compute.csv) instead of measuring")
+    p.add_argument("--remaining", action="store_true", help="only the jobs Snakemake would still run (default: all)")
+    p.add_argument("--repeats", type=_positive_int, default=1, help="timed calls per measurement after a warm-up "
+                   "(median; default 1)")
     return parser
 
 
@@ -351,6 +375,12 @@ def _dispatch(args: argparse.Namespace) -> int:
                                               progress=not args.no_progress, experiment=args.experiment)
         print(json.dumps(summary, indent=2))
         return 0
+    if args.command == "bench" and args.bench_command == "probe":
+        from planet import benchmarks
+
+        for row in benchmarks.run(args.name, benchmarks.parse_params(args.name, args.probe_params), quick=args.quick):
+            print(json.dumps(row), flush=True)
+        return 0
     if args.command == "bench":
         from planet.bench import run_bench
 
@@ -358,6 +388,12 @@ def _dispatch(args: argparse.Namespace) -> int:
                            compiled=args.compile, episode=not args.no_episode, bf16_choice=args.bf16,
                            env=not args.no_env)
         print(json.dumps(result, indent=2))
+        return 0
+    if args.command == "cost":
+        from planet.cost import run_cost
+
+        records = None if isinstance(args.from_records, bool) else Path(args.from_records)
+        print(run_cost(args.pipeline_preset, records, bool(args.from_records), args.remaining, args.repeats))
         return 0
     raise AssertionError(args.command)
 

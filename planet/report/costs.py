@@ -15,7 +15,7 @@ episode: same model, batch and chunk on every task) and parts proportional to th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +168,12 @@ def _project(ref: pd.Series, steps: int) -> float | None:
     if test_s is not None:
         seconds += test_s * scale
     return seconds / 3600
+
+
+def project_hours(ref: Mapping[str, Any], steps: int) -> float | None:
+    """`_project` of a row given as a mapping of the same columns (`planet cost` prices a pipeline's jobs with it
+    before they run, planet/cost.py)."""
+    return _project(pd.Series(dict(ref), dtype=object), steps)
 
 
 def _measured(row: pd.Series) -> float | None:
