@@ -30,6 +30,10 @@ except _yaml.YAMLError as _exc:
 configfile: "params/pipeline.yaml"
 
 
+# The front page of Snakemake's own report (`snakemake --report report.html`); the results are marked in report.smk.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tracking.smk"
 include: "workflow/rules/collect.smk"

@@ -3,9 +3,12 @@ dm_control (the config validates task names with it; planet/envs.py builds the e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["ALL_TASKS", "TASKS", "TaskSpec", "get_task", "is_multitask", "task_list"]
+__all__ = ["ALL_TASKS", "PRESET_TASK_FIELDS", "TASKS", "TaskSpec", "check_preset_tasks", "get_task", "is_multitask",
+           "task_list"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,22 @@ def task_list(name: str) -> list[str]:
 def is_multitask(name: str) -> bool:
     """Whether a run's task name stands for more than one task (one agent trained on all of them)."""
     return len(task_list(name)) > 1
+
+
+# The task names of a pipeline preset (params/pipeline.yaml; workflow/schemas/config.schema.yaml types each as
+# `$defs/task`, a string): checked against TASKS by workflow/rules/common.smk, so TASKS is the one list of tasks.
+PRESET_TASK_FIELDS = ("tasks", "ablation_tasks", "multitask_tasks", "campaign_order", "baseline_tasks",
+                      "diagnostics.tasks", "cem_grid.task")
+
+
+def check_preset_tasks(preset: Mapping[str, Any], where: str) -> None:
+    """Raise ValueError, one line naming `where` (e.g. "config: presets.smoke") and the field, if a task field of a
+    pipeline preset names a task that is not in TASKS."""
+    for field in PRESET_TASK_FIELDS:
+        value: Any = preset
+        for part in field.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        for name in [value] if isinstance(value, str) else list(value or ()):
+            if name not in TASKS:
+                raise ValueError(f"{where}.{field}: {name!r} is not a task; valid tasks (planet/tasks.py): "
+                                 f"{', '.join(TASKS)}")

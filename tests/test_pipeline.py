@@ -208,7 +208,9 @@ def test_lint_is_clean(tmp_path):
     ("edit", "pattern"),
     [
         (lambda c: c.update(preset="nope"), r"unknown preset 'nope'; valid presets: .*smoke.*--config preset=NAME"),
-        (lambda c: c["presets"]["smoke"]["tasks"].append("walker_run"), r"walker_run"),
+        (lambda c: c["presets"]["smoke"]["ablation_tasks"].append("walker_run"),
+         r"config: presets\.smoke\.ablation_tasks: 'walker_run' is not a task; valid tasks \(planet/tasks\.py\): "
+         r"cartpole_swingup, reacher_easy"),
         (lambda c: c["variants"]["gru"]["overrides"].update({"model.knd": "gru"}),
          r"variant 'gru', task '\w+' \(preset 'smoke'\).*unknown config key 'model\.knd'"),
         (lambda c: c["presets"]["smoke"]["variants"].append("dreamer"), r"unknown variant 'dreamer'"),
@@ -216,10 +218,11 @@ def test_lint_is_clean(tmp_path):
         (lambda c: c["baselines"]["sac"]["overrides"].update({"sac.batchsize": 4}),
          r"baseline 'sac', task 'cartpole_swingup' \(preset 'smoke'\).*unknown config key 'sac\.batchsize'"),
         (lambda c: c["presets"]["smoke"]["baselines"].append("ppo"), r"unknown baseline 'ppo'"),
-        # a report figure a variant names must be described under `figures:`
-        (lambda c: c["variants"]["gru"]["figures"].append("fig99"),
-         r"config: variant 'gru' names unknown figure 'fig99'; valid figures: .*curves"),
-        (lambda c: c["figures"]["models"].update(kind="heatmap"), r"'heatmap' is not one of \['task_grid'"),
+        # a variant a report figure names must be defined under `variants:`; its kind, one of the registry's
+        (lambda c: c["figures"]["models"]["variants"].append("gru_x"),
+         r"config: figure 'models' names unknown variant 'gru_x'; valid variants: .*planet"),
+        (lambda c: c["figures"]["models"].update(kind="heatmap"),
+         r"config: figure 'models' has unknown kind 'heatmap'; valid kinds \(planet/report/figures\.py\): task_grid"),
         # an entry no preset of this run uses is validated too
         (lambda c: c["baselines"].update(sac_big={"label": "x", "kind": "sac", "overrides": {"sac.batchsiz": 4}}),
          r"baseline 'sac_big'.*unknown config key 'sac\.batchsiz'"),
@@ -236,8 +239,7 @@ def test_lint_is_clean(tmp_path):
          r"config: presets\.smoke\.diagnostics \(agent preset 'debug'\): unknown config key 'stepz'"),
         (lambda c: c["presets"]["smoke"]["diagnostics"].update(overrides={"distances": [5, 1]}),
          r"config key 'distances': got \[5, 1\]; expected a list of increasing integers"),
-        (lambda c: [v.update(figures=[f for f in v.get("figures", []) if f != "state_diagnostics"])
-                    for v in c["variants"].values()],
+        (lambda c: c["figures"]["state_diagnostics"].update(variants=[]),
          r"config: presets\.smoke\.diagnostics: none of its variants appears in a figure of kind state_diagnostics"),
     ],
 )
@@ -290,12 +292,16 @@ def test_dvc_stages_and_snakemake_targets_agree(tmp_path):
               for f in ("params/pipeline.yaml", "params/presets.yaml", "params/baselines.yaml",
                         "params/diagnostics.yaml")}
     stages = _dvc_stages()
-    assert list(stages) == ["seeds", "train", "evaluate", "baselines", "cem_grid", "diagnostics", "report"]
+    # a stage per target rule that writes a stage manifest (common.smk's `stage_manifest`), and no other
+    rules = "".join(path.read_text() for path in sorted((ROOT / "workflow/rules").glob("*.smk")))
+    assert set(stages) == set(re.findall(r'stage_manifest\("(\w+)"\)', rules)), list(stages)
     targets = [stage["cmd"].split()[-1] for stage in stages.values()]
     # one summary of every stage's target (the paper grid's DAG is built once, not once per stage)
     summary = snakemake(root, "--summary", "--cores", "1", *targets).stdout
     rows = [line.split("\t") for line in summary.splitlines()[1:] if "\t" in line]
     produced = [row[0] for row in rows]
+    # the report's record of finished runs (planet/report/record.py) outlives them: never an output to delete
+    assert not [p for p in produced if p.startswith(f"reports/{preset}/record")], produced
     for name, stage in stages.items():
         cmd = stage["cmd"].split()
         assert cmd[:2] == ["snakemake", "--cores"], stage["cmd"]
@@ -599,3 +605,50 @@ def _check_trained_runs(root: Path, runs: Path) -> None:
             assert policies == ["random", "random", later, later], (run, policies)
             assert (run / "model.pt").is_file() and (run / "eval/openloop.png").is_file()
     assert checked == 6 + len(single) - 1  # planet on six tasks, each ablation on cartpole
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What each DVC stage runs: its deps name every file of code its command reaches.
+
+
+def _rule_files(root: Path) -> tuple[dict[str, str], list[str]]:
+    """{rule: the file defining it} over the Snakefile and its includes, and the included files that define no
+    rule (common.smk: the grid every rule reads)."""
+    files = ["Snakefile", *re.findall(r'^include: "(.+)"', (root / "Snakefile").read_text(), re.M)]
+    defined = {f: re.findall(r"^(?:rule|checkpoint) (\w+):", (root / f).read_text(), re.M) for f in files}
+    return {r: f for f, rules in defined.items() for r in rules}, [f for f in files[1:] if not defined[f]]
+
+
+def test_every_dvc_stage_lists_the_code_its_command_runs(tmp_path):
+    """A stage's deps name the Snakefile, the package, the included files of no rule (common.smk) and the file of
+    every rule its target reaches, beyond the rules of the stages whose manifests it depends on (those stages
+    track them); read from Snakemake's rule graph of every stage target (no job runs)."""
+    root = copy_pipeline(tmp_path)
+    stages = _dvc_stages()
+    targets = {name: stage["cmd"].split()[-1] for name, stage in stages.items()}
+    dot = snakemake(root, "--rulegraph", "--forceall", "--cores", "1", *targets.values(),
+                    "--config", "preset=smoke").stdout
+    label = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', dot, re.M))
+    parents: dict[str, set[str]] = {}
+    for src, dst in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M):
+        parents.setdefault(label[dst], set()).add(label[src])
+
+    def reached(rule: str) -> set[str]:
+        seen, todo = set(), [rule]
+        while todo:
+            r = todo.pop()
+            if r not in seen:
+                seen.add(r)
+                todo += parents.get(r, ())
+        return seen
+
+    rule_file, shared = _rule_files(ROOT)
+    manifests = {next(iter(stage["outs"][0])): name for name, stage in stages.items()}
+    missing = {}
+    for name, stage in stages.items():
+        upstream = [manifests[d] for d in stage["deps"] if d in manifests]
+        own = reached(targets[name]) - set().union(*(reached(targets[u]) for u in upstream))
+        need = {"Snakefile", "planet", *shared, *(rule_file[r] for r in own)}
+        if need - set(stage["deps"]):
+            missing[name] = sorted(need - set(stage["deps"]))
+    assert not missing, f"dvc.yaml: stages run code their deps do not list ({missing}); add it to their deps"

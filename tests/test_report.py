@@ -466,12 +466,12 @@ def params_copy(tmp_path, monkeypatch):
 
 
 def test_a_variant_joins_a_figure_by_a_params_edit(params_copy):
-    """Adding a variant to a paper figure is an edit of params/pipeline.yaml: its `figures:` list."""
+    """Adding a variant to a paper figure is an edit of params/pipeline.yaml: the figure's `variants:` list."""
     path, pipeline = params_copy
-    pipeline["variants"]["gru"]["figures"].append("overshooting")
+    pipeline["figures"]["overshooting"]["variants"].append("gru")
     pipeline["variants"]["gru_elu"] = {"label": "GRU + ELU", "family": "ablations",
-                                       "overrides": {"model.kind": "gru", "model.activation": "elu"},
-                                       "figures": ["activations"]}
+                                       "overrides": {"model.kind": "gru", "model.activation": "elu"}}
+    pipeline["figures"]["activations"]["variants"].append("gru_elu")
     path.write_text(yaml.safe_dump(pipeline, sort_keys=False))
     specs = report.pipeline_figures()
     assert specs["overshooting"].variants[:5] == ("planet", "gru", "ssm", "overshooting", "ssm_overshooting")
@@ -482,8 +482,8 @@ def test_a_variant_joins_a_figure_by_a_params_edit(params_copy):
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (lambda p: p["variants"]["gru"]["figures"].append("fig99"),
-     r"variant 'gru' names unknown figure 'fig99'; valid figures: curves, data_efficiency, models"),
+    (lambda p: p["figures"]["models"]["variants"].append("gru_x"),
+     r"figure 'models' names unknown variant 'gru_x'; valid variants: planet, gru, ssm"),
     (lambda p: p["figures"]["models"].update(kind="heatmap"), r"figure 'models' has unknown kind 'heatmap'"),
     (lambda p: p["figures"]["agents"].update(file="ablation_models"),
      r"figures 'models' and 'agents' both write 'ablation_models'"),
@@ -570,9 +570,9 @@ def test_table1_order_and_groups_come_from_the_pipeline_params(params_copy):
     first = ["elu", "ssm_elu", "gru"]
     variants = {**{v: variants[v] for v in first}, **{v: e for v, e in variants.items() if v not in first}}
     variants["gru"]["label"] = "GRU (edited)"
-    variants["gru_late"] = {"label": "GRU, listed last", "family": "ablations", "overrides": {"model.kind": "gru"},
-                            "figures": ["models"]}
+    variants["gru_late"] = {"label": "GRU, listed last", "family": "ablations", "overrides": {"model.kind": "gru"}}
     pipeline["variants"] = variants
+    pipeline["figures"]["models"]["variants"].append("gru_late")
     pipeline["presets"]["smoke"]["variants"].append("gru_late")
     path.write_text(yaml.safe_dump(pipeline, sort_keys=False))
 

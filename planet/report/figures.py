@@ -427,8 +427,6 @@ def compose_openloop(items: Sequence[tuple[str, Path]], out: Path, context: int 
     return True
 
 
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Every figure of params/pipeline.yaml, by kind
 
@@ -519,8 +517,19 @@ def _state_diagnostics(spec: FigureSpec, data: FigureInputs, written: list[Path]
     return {spec.file: base.with_suffix(".png")}
 
 
-_DRAW = {"learning_curves": _learning_curves, "data_efficiency": _data_efficiency, "task_grid": _task_grid,
-         "openloop": _openloop, "cem_grid": _cem_grid, "state_diagnostics": _state_diagnostics}
+# The figure registry: every kind a figure of params/pipeline.yaml may have (`kind:`), and what draws it. The one list
+# of kinds (planet/report/grid.py checks the grid's against it). A new kind: a function above, an entry here, a
+# README section (planet/report/readme.py `_figures`).
+#   task_grid          eval return vs collected episodes, one panel per task (the ablations, paper Figs. 4, 5, 8, 9)
+#   learning_curves    the same grid plus one figure per task against episodes and env steps (paper Fig. 4)
+#   data_efficiency    eval return vs env steps beside published agents at their budgets (and episodes_needed.csv)
+#   openloop           one image per variant: open-loop strips of every task stacked (paper Figs. 7, 10)
+#   cem_grid           CEM with the true simulator: return vs each planner hyperparameter, the default marked (paper
+#                      Fig. 12; the grid's `cem_grid`, planet/cem_grid.py; no variants)
+#   state_diagnostics  R^2 of the true state read from each variant's features vs open-loop distance, a row of
+#                      panels per task, a panel per state group (paper Fig. 11; `planet diagnose`)
+FIGURE_KINDS = {"task_grid": _task_grid, "learning_curves": _learning_curves, "data_efficiency": _data_efficiency,
+                "openloop": _openloop, "cem_grid": _cem_grid, "state_diagnostics": _state_diagnostics}
 
 
 def draw_figures(specs: Mapping[str, FigureSpec], data: FigureInputs, written: list[Path]) -> dict[str, Path]:
@@ -528,5 +537,5 @@ def draw_figures(specs: Mapping[str, FigureSpec], data: FigureInputs, written: l
     README links them)."""
     figures: dict[str, Path] = {}
     for spec in specs.values():
-        figures |= _DRAW[spec.kind](spec, data, written)
+        figures |= FIGURE_KINDS[spec.kind](spec, data, written)
     return figures

@@ -11,19 +11,11 @@ result as the grid's ``variant_order`` and ``variant_groups`` (its ``variants`` 
 rule's sorted JSON); a report built without them takes both from params/pipeline.yaml (`load_pipeline`).
 
 A figure is described once, under the grid's top-level ``figures:`` (id -> title, the paper figure it reproduces,
-output file stem, kind); a variant lists the ids of the figures it appears in (``figures:`` under the variant), so
-adding a variant to a paper figure is a params edit. Within a figure, variants keep the report's order (the
-order of ``variants:``); ``baselines: true`` adds the baselines trained here, and the figure then follows the
-report's order (Table 1's). Kinds (drawn by planet/report/figures.py):
-
-    task_grid         eval return vs collected episodes, one panel per task (the ablations, paper Figs. 4, 5, 8, 9)
-    learning_curves   the same grid plus one figure per task against episodes and env steps (paper Fig. 4)
-    data_efficiency   eval return vs env steps beside published agents at their budgets, and episodes_needed.csv
-    openloop          one image per variant: open-loop strips of every task stacked (paper Fig. 10)
-    cem_grid          CEM with the true simulator: return vs each planner hyperparameter, one panel each, the
-                      default marked (paper Fig. 12; the grid's `cem_grid`, planet/cem_grid.py; no variants)
-    state_diagnostics R^2 of the true state read from each variant's features vs open-loop distance, one row of
-                      panels per task, one panel per state group (paper Fig. 11; `planet diagnose`)
+output file stem, kind, and the variants it draws, ``variants:``), so a new figure, or a variant joining one, is an
+edit of that figure alone. Within a figure, variants keep the report's order (the order of the grid's
+``variants:``); ``baselines: true`` adds the baselines trained here, and the figure then follows the report's order
+(Table 1's). The kinds, and what draws each, are the report's figure registry (planet/report/figures.py
+``FIGURE_KINDS``).
 """
 
 from __future__ import annotations
@@ -39,7 +31,6 @@ import yaml
 from planet.cem_grid import preset_grid
 from planet.config import ConfigError
 
-FIGURE_KINDS = ("task_grid", "learning_curves", "data_efficiency", "openloop", "cem_grid", "state_diagnostics")
 BASELINES_GROUP = "Baselines trained here"  # Table 1's group of the baselines trained here
 OTHERS_GROUP = "Other runs here"  # ... of a variant in no task_grid figure, or unknown to the grid
 
@@ -66,7 +57,7 @@ class FigureSpec:
     baselines: bool = False  # also draw the baselines trained here
     claim: str | None = None  # the paper's finding, quoted beside the figure in the README
     note: str | None = None  # what the variants differ in, where the title does not say
-    variants: tuple[str, ...] = ()  # the variants that list this figure, in the order of params/pipeline.yaml
+    variants: tuple[str, ...] = ()  # the variants it draws, in the order of params/pipeline.yaml's `variants:`
 
     @property
     def heading(self) -> str:
@@ -89,38 +80,34 @@ class FigureSpec:
         return cls(**{**entry, "variants": tuple(entry.get("variants", ()))})
 
 
-def _listed(variant: Any) -> tuple[str, ...]:
-    """The figure ids a variant entry lists (baselines and plain labels list none)."""
-    return tuple(variant.get("figures") or ()) if isinstance(variant, Mapping) else ()
-
-
 def _check_figures(described: Mapping[str, Any], variants: Mapping[str, Any], source: str) -> None:
-    """One-line ConfigErrors: a variant naming an unknown figure id, an unknown kind, two figures on one file."""
-    for name, variant in variants.items():
-        for fig in _listed(variant):
-            if fig not in described:
-                raise ConfigError(f"{source}: variant '{name}' names unknown figure '{fig}'; valid figures: "
-                                  f"{', '.join(described) or 'none (no figures: section)'}")
+    """One-line ConfigErrors: a figure naming an unknown variant, an unknown kind, two figures on one file."""
+    from planet.report.figures import FIGURE_KINDS  # the registry (it imports this module)
+
     files: dict[str, str] = {}
     for fid, entry in described.items():
+        for name in entry.get("variants") or ():
+            if name not in variants:
+                raise ConfigError(f"{source}: figure '{fid}' names unknown variant '{name}'; valid variants: "
+                                  f"{', '.join(variants) or 'none (no variants: section)'}")
         if entry.get("kind", "task_grid") not in FIGURE_KINDS:
-            raise ConfigError(f"{source}: figure '{fid}' has unknown kind '{entry['kind']}'; valid kinds: "
-                              f"{', '.join(FIGURE_KINDS)}")
+            raise ConfigError(f"{source}: figure '{fid}' has unknown kind '{entry['kind']}'; valid kinds "
+                              f"(planet/report/figures.py): {', '.join(FIGURE_KINDS)}")
         if entry["file"] in files:
             raise ConfigError(f"{source}: figures '{files[entry['file']]}' and '{fid}' both write '{entry['file']}'")
         files[entry["file"]] = fid
 
 
 def figure_specs(grid: Mapping[str, Any], source: str = "config") -> dict[str, FigureSpec]:
-    """The figures of a grid ({"figures": {id: {...}}, "variants": {name: {"figures": [id, ...]}}}), in the order
-    of ``figures:``, each with the variants that list it. Raises ConfigError (one line; `source` names the grid) on
-    an unknown figure id or kind, or two figures writing the same file."""
+    """The figures of a grid ({"figures": {id: {..., "variants": [name, ...]}}, "variants": {name: {...}}}), in the
+    order of ``figures:``, each with its variants in the order of ``variants:``. Raises ConfigError (one line;
+    `source` names the grid) on an unknown variant or kind, or two figures writing the same file."""
     described, variants = dict(grid.get("figures") or {}), dict(grid.get("variants") or {})
     _check_figures(described, variants, source)
     return {fid: FigureSpec(id=fid, title=entry["title"], file=entry["file"], kind=entry.get("kind", "task_grid"),
                             paper=entry.get("paper"), baselines=bool(entry.get("baselines", False)),
                             claim=entry.get("claim"), note=entry.get("note"),
-                            variants=tuple(v for v, e in variants.items() if fid in _listed(e)))
+                            variants=tuple(v for v in variants if v in (entry.get("variants") or ())))
             for fid, entry in described.items()}
 
 

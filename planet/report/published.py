@@ -13,12 +13,14 @@ from pathlib import Path
 import pandas as pd
 
 from planet.report.runs import finite
+from planet.tasks import TASKS as TASK_TABLE
 
 log = logging.getLogger(__name__)
 
 PUBLISHED_SCORES = Path(__file__).parent.parent / "data" / "published_scores.csv"
-# The paper's task order (Table 1); tasks found in the results but not here are appended.
-TASKS = ("cartpole_swingup", "reacher_easy", "cheetah_run", "finger_spin", "cup_catch", "walker_walk")
+# The paper's task order (Table 1; planet/tasks.py, whose names are published_scores.csv's task columns); tasks found
+# in the results but not here are appended.
+TASKS = tuple(TASK_TABLE)
 PAPER_TABLE_SOURCE = "PlaNet Table 1"  # rows of published_scores.csv whose source starts with this are Table 1
 PAPER_METHODS = ("A3C", "D4PG", "PlaNet", "CEM + true simulator")
 PLANET_BUDGET_SOURCE = "CURL (ICML 2020)"  # PlaNet at 100k and 500k env steps (Laskin et al. 2020, Table 1)

@@ -20,6 +20,10 @@ from planet import tasks as task_table
 from planet.tracking import resolve_tracking_uri
 
 validate(config, "../schemas/config.schema.yaml")
+# Task names are planet/tasks.py's (the one task table; the schema types them as strings): every preset's are checked,
+# so a misspelt task fails in one line whichever preset runs.
+for _name, _preset in config["presets"].items():
+    task_table.check_preset_tasks(_preset, f"config: presets.{_name}")
 
 PRESET = str(config["preset"])
 if PRESET not in config["presets"]:
@@ -36,7 +40,8 @@ for _v in P["variants"]:
 for _v in P.get("variant_overrides", {}):
     if _v not in config["variants"]:
         raise ValueError(f"config: presets.{PRESET}.variant_overrides names unknown variant '{_v}'")
-# Which variant appears in which report figure: every figure id a variant names must be described under `figures:`.
+# The report's figures (`figures:`), each with the variants it draws: every variant a figure names must be defined
+# under `variants:`, and every kind be one of the report's figure registry.
 FIGURES = figure_specs(config)
 
 # The device every train, evaluate and baseline job is given explicitly: a GPU preset fails in seconds on a node
@@ -248,7 +253,7 @@ for _t in DIAGNOSTICS_TASKS:
 if DIAGNOSTICS is not None and not DIAGNOSTICS_VARIANTS:
     raise ValueError(
         f"config: presets.{PRESET}.diagnostics: none of its variants appears in a figure of kind state_diagnostics "
-        "(list the figure's id under a variant's `figures:`)"
+        "(name them under the figure's `variants:`)"
     )
 DIAGNOSTICS_OVERRIDES = diagnostics_lib.override_items((DIAGNOSTICS or {}).get("overrides", {}))
 # Resolved now, so that a bad key fails the DAG; a param of the rule, so that a changed setting reruns the jobs.
@@ -298,7 +303,8 @@ def stage_manifest(stage: str) -> str:
 
 
 def report_files() -> list[str]:
-    """Everything the report writes (dvc.yaml tracks the same list; a test keeps the two equal)."""
+    """The report's files besides its figures/ and metrics/ (the report rule's outputs; DVC's report stage tracks
+    their manifest). Not its record/ (planet/report/record.py): committed, it outlives the runs, never deleted."""
     return [f"{REPORT_DIR}/{name}" for name in
             ("table1.md", "table1.csv", "table1.tex", "README.md", "curves.csv", "aggregate.csv",
              "performance_profile.csv", "episodes_needed.csv")]
