@@ -20,6 +20,8 @@ Reads only what runs write (never MLflow), so a report can be rebuilt from a cop
                                         openloop_{variant} (png only), cem_grid, state_diagnostics (+ its .csv:
                                         R^2 per variant, task, seed, state group and distance); and aggregate
     videos/VARIANT_TASK.gif             the agent (PlaNet) after training, one small GIF per finished task
+    record/VARIANT/TASK/seedN/          each finished run's numbers, curve, costs, GIF and strip: what stands in
+                                        for a run directory that is gone (record.py; never deleted by a report)
     README.md                           the table, every figure, a reading against the paper, missing runs
 
 Modules, one job each (conventions are documented where they are implemented, and tested in
@@ -38,6 +40,7 @@ tests/test_report.py):
     figures.py    every figure, drawn by kind
     readme.py     the README text
     videos.py     the agents' final evaluation episodes as small GIFs
+    record.py     the record of finished runs: written after each report, read beside RESULTS by the next
     build.py      build_report: all of the above, in order
     cli.py        the command line and the MLflow run of the report
 """
